@@ -1,0 +1,296 @@
+"""The PDF reader: reading order, blocks, running headers, word boxes and pages, on PDFs generated in code."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pdfplumber
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pypdf import PdfReader, PdfWriter
+from reportlab.pdfbase.pdfmetrics import stringWidth
+
+from pipeline.config import Settings
+from pipeline.document import ExtractedDocument
+from pipeline.errors import (
+    DocumentError,
+    DocumentTooLargeError,
+    EmptyDocumentError,
+    EncryptedDocumentError,
+    ScannedDocumentError,
+)
+from pipeline.extract import extract
+from pipeline.extract.base import ReaderOutput
+from pipeline.extract.pdf import _CHAR_MAP, _clean_title, read_pdf
+from tests.pdf_factory import BODY_FONT, BODY_SIZE, LOREM, BuiltPdf, build_pdf, policy_pages
+
+SETTINGS = Settings()
+HEADER = "Confidentiality Policy v2.1 - Review date March 2026"
+FOOTER = "Page {page} of {pages}"
+
+
+@pytest.fixture(scope="module")
+def policy() -> BuiltPdf:
+    return build_pdf(policy_pages(5), header=HEADER, footer=FOOTER, title="Confidentiality Policy")
+
+
+@pytest.fixture(scope="module")
+def output(policy: BuiltPdf) -> ReaderOutput:
+    return read_pdf(policy.data, SETTINGS)
+
+
+def _block_texts(out: ReaderOutput) -> list[str]:
+    return [out.text[b.start : b.end] for b in out.blocks]
+
+
+def test_running_header_and_footer_are_removed_and_reported(output: ReaderOutput) -> None:
+    assert "Review date March 2026" not in output.text
+    assert "Page 2 of 5" not in output.text
+    assert output.headers == [HEADER]  # page numbers are noise, not worth reporting
+
+
+def test_hard_wrapped_lines_are_rejoined(output: ReaderOutput) -> None:
+    expected = f"1.2 {LOREM} This is paragraph 2 of section 1."
+    assert expected in _block_texts(output)
+    assert "\n" not in expected
+
+
+def test_blocks_headings_and_numbered_items(output: ReaderOutput) -> None:
+    by_text = {output.text[b.start : b.end]: b for b in output.blocks}
+    heading = by_text["3. Consent"]
+    assert heading.kind == "heading"
+    assert heading.level == 1
+    assert heading.page == 3
+    item = by_text[f"3.1 {LOREM} This is paragraph 1 of section 3."]
+    assert item.kind == "list_item"
+    assert item.label == "3.1"
+    bullet = by_text["• Staff record each decision to share information and the reason for it."]
+    assert bullet.kind == "list_item"
+    assert bullet.label == "•"
+
+
+def test_offsets_are_consistent(output: ReaderOutput) -> None:
+    text = output.text
+    previous_end = -2
+    for block in output.blocks:
+        chunk = text[block.start : block.end]
+        assert chunk == chunk.strip() and chunk
+        assert block.start >= previous_end + 2  # blocks separated by a blank line
+        assert "\n" not in chunk
+        previous_end = block.end
+    assert output.spans == sorted(output.spans, key=lambda s: s.start)
+    for span in output.spans:
+        word = text[span.start : span.end]
+        assert word and not any(ch.isspace() for ch in word)
+    # Every non-space character of the text is covered by a span: nothing was added that is not on the page.
+    covered = bytearray(len(text))
+    for span in output.spans:
+        covered[span.start : span.end] = b"\x01" * (span.end - span.start)
+    assert all(covered[i] or text[i].isspace() for i in range(len(text)))
+
+
+def test_pages(output: ReaderOutput, policy: BuiltPdf) -> None:
+    assert output.pages == 5
+    assert len(output.page_starts) == 5
+    assert output.page_starts[0] == 0
+    assert output.page_starts == sorted(output.page_starts)
+    for number in range(1, 6):
+        start = output.page_starts[number - 1]
+        assert output.text.startswith(f"{number}. ", start)  # each page begins with its numbered heading
+    for span in output.spans:
+        page = sum(1 for s in output.page_starts if s <= span.start)
+        assert span.box.page == page
+
+
+def test_word_box_matches_drawn_position(output: ReaderOutput, policy: BuiltPdf) -> None:
+    drawn = policy.find("4.2 Advocates")
+    start = output.text.index("4.2 Advocates")
+    span = next(s for s in output.spans if s.start == start + len("4.2 "))
+    assert output.text[span.start : span.end] == "Advocates"
+    expected_x0 = drawn.x + stringWidth("4.2 ", BODY_FONT, BODY_SIZE)
+    expected_x1 = expected_x0 + stringWidth("Advocates", BODY_FONT, BODY_SIZE)
+    box = span.box
+    assert box.page == 4
+    assert abs(box.x0 - expected_x0) < 2
+    assert abs(box.x1 - expected_x1) < 2
+    # The box spans the glyphs: from above the capital height to below the baseline.
+    baseline = drawn.top_from_top
+    assert baseline - BODY_SIZE - 2 < box.top < baseline - 0.7 * BODY_SIZE
+    assert baseline < box.bottom < baseline + 0.3 * BODY_SIZE + 2
+
+
+def test_word_boxes_agree_with_pdfplumber(output: ReaderOutput, policy: BuiltPdf) -> None:
+    with pdfplumber.open(io.BytesIO(policy.data)) as pdf:
+        words = pdf.pages[1].extract_words()
+    reference = next(w for w in words if w["text"] == "Sharing")
+    span = next(s for s in output.spans if output.text[s.start : s.end] == "Sharing")
+    for ours, theirs in zip(
+        (span.box.x0, span.box.top, span.box.x1, span.box.bottom),
+        (reference["x0"], reference["top"], reference["x1"], reference["bottom"]),
+        strict=True,
+    ):
+        assert abs(ours - theirs) < 2
+
+
+def test_title_hint_from_metadata(output: ReaderOutput) -> None:
+    assert output.title_hint == "Confidentiality Policy"
+    assert _clean_title("Microsoft Word - Safeguarding Policy.docx") == "Safeguarding Policy"
+    assert _clean_title("untitled") == ""
+
+
+def test_paragraph_continues_across_page_break() -> None:
+    built = build_pdf(
+        [
+            [("h", "Consent"), ("p", "Advocates ask for consent before sharing information and record")],
+            [("p", "the answer in the case notes."), ("p", "A new paragraph.")],
+        ]
+    )
+    out = read_pdf(built.data, SETTINGS)
+    texts = _block_texts(out)
+    joined = "Advocates ask for consent before sharing information and record the answer in the case notes."
+    assert joined in texts
+    assert "A new paragraph." in texts
+    assert out.page_starts[1] == out.text.index("the answer")
+
+
+def test_lettered_items_and_hyphenated_compounds() -> None:
+    built = build_pdf(
+        [
+            [
+                ("p", "The advocate will:"),
+                ("li", "(a)", "explain the role;"),
+                ("li", "(b)", "support decision-making."),
+            ]
+        ]
+    )
+    out = read_pdf(built.data, SETTINGS)
+    by_text = {out.text[b.start : b.end]: b for b in out.blocks}
+    assert by_text["(a) explain the role;"].label == "(a)"
+    assert by_text["(b) support decision-making."].kind == "list_item"
+
+
+def test_word_bullets_are_normalised() -> None:
+    assert "\uf0b7".translate(_CHAR_MAP) == "•"
+    assert "\ufb01le".translate(_CHAR_MAP) == "file"
+
+
+def test_empty_page_is_named_in_a_warning() -> None:
+    built = build_pdf([[("p", "Page one text.")], [], [("p", "Page three text.")]])
+    out = read_pdf(built.data, SETTINGS)
+    assert out.text == "Page one text.\n\nPage three text."
+    assert any("page(s) 2" in w for w in out.warnings)
+    assert out.page_starts == [0, len("Page one text.\n\n"), len("Page one text.\n\n")]
+
+
+def test_too_many_pages() -> None:
+    built = build_pdf(policy_pages(3))
+    with pytest.raises(DocumentTooLargeError, match="3 pages, over the limit of 2"):
+        read_pdf(built.data, Settings(max_pages=2))
+
+
+def _encrypt(data: bytes, user_password: str) -> bytes:
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    writer.encrypt(user_password=user_password, owner_password="owner-secret", algorithm="AES-128")
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def test_pdf_with_empty_user_password_is_read() -> None:
+    data = _encrypt(build_pdf([[("p", "Protected but readable.")]]).data, "")
+    out = read_pdf(data, SETTINGS)
+    assert out.text == "Protected but readable."
+
+
+def test_pdf_needing_a_password_is_refused() -> None:
+    data = _encrypt(build_pdf([[("p", "Secret.")]]).data, "letmein")
+    with pytest.raises(EncryptedDocumentError, match="password-protected: remove the password and upload again"):
+        read_pdf(data, SETTINGS)
+
+
+def test_extract_builds_the_document(tmp_path: Path, policy: BuiltPdf) -> None:
+    path = tmp_path / "confidentiality.pdf"
+    path.write_bytes(policy.data)
+    doc = extract(path, SETTINGS)
+    assert isinstance(doc, ExtractedDocument)
+    assert doc.source_format == "pdf"
+    assert doc.name == "confidentiality.pdf"
+    assert len(doc.sha256) == 64 and doc.doc_id == doc.sha256[:16]
+    assert doc.pages == 5
+    assert HEADER in doc.metadata.headers
+    assert doc.page_at(doc.text.index("3. Consent")) == 3
+    for block in doc.blocks:
+        assert doc.text[block.start : block.end].strip()
+    assert path.read_bytes() == policy.data  # the input is never modified
+
+
+def test_scan_under_a_typed_running_header_counts_as_scanned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name, *args, **kwargs: None)
+    built = build_pdf([[], [], []], header="Safeguarding Policy", footer="Page {page} of {pages}")
+    with pytest.raises(ScannedDocumentError, match="needs OCR"):
+        read_pdf(built.data, SETTINGS)
+
+
+def test_blank_pdf_is_empty() -> None:
+    with pytest.raises(EmptyDocumentError, match="blank"):
+        read_pdf(build_pdf([[], []]).data, SETTINGS)
+
+
+def test_single_page_footer_with_page_label_is_removed() -> None:
+    built = build_pdf([[("h", "Complaints"), ("p", "Tell us what went wrong.")]], footer="Complaints | May 2024 Page 1")
+    out = read_pdf(built.data, SETTINGS)
+    assert out.text == "Complaints\n\nTell us what went wrong."
+    assert out.headers == ["Complaints | May 2024 Page 1"]
+
+
+def test_numbered_list_of_short_items_is_not_headings() -> None:
+    built = build_pdf(
+        [
+            [
+                ("h", "Principles"),
+                ("p", "Our advocacy is based on these principles:"),
+                ("li", "1.", "Independence"),
+                ("li", "2.", "Confidentiality"),
+                ("li", "3.", "Empowerment"),
+            ]
+        ]
+    )
+    out = read_pdf(built.data, SETTINGS)
+    kinds = {out.text[b.start : b.end]: (b.kind, b.label) for b in out.blocks}
+    assert kinds["Principles"] == ("heading", "")
+    assert kinds["2. Confidentiality"] == ("list_item", "2")
+
+
+@given(st.data())
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_damaged_pdfs_fail_cleanly(policy: BuiltPdf, data: st.DataObject) -> None:
+    """Overwritten or cut bytes give a result or a DocumentError, never another exception."""
+    raw = bytearray(policy.data)
+    for _ in range(data.draw(st.integers(1, 20))):
+        position = data.draw(st.integers(0, len(raw) - 1))
+        raw[position] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(len(raw) // 2, len(raw)))
+    try:
+        out = read_pdf(bytes(raw[:cut]), SETTINGS)
+    except DocumentError:
+        return
+    for block in out.blocks:
+        assert out.text[block.start : block.end].strip()
+
+
+def test_short_numbered_line_in_body_font_is_a_heading() -> None:
+    built = build_pdf(
+        [
+            [
+                ("p", "4.2 Storing records"),
+                ("p", "Paper files are kept in a locked cabinet and computers are password protected."),
+            ]
+        ]
+    )
+    out = read_pdf(built.data, SETTINGS)
+    first = out.blocks[0]
+    assert out.text[first.start : first.end] == "4.2 Storing records"
+    assert (first.kind, first.level) == ("heading", 2)
+    assert out.blocks[1].kind == "paragraph"
