@@ -1,0 +1,308 @@
+"""``qpm-screen``: the one command-line entry point.
+
+Exit codes: 0 everything read and screened; 3 finished but some files failed (they are listed); 2 usage or
+configuration error. A bad file never produces a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.errors import ConfigError
+
+EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 2, 3
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        catalogue_path=getattr(args, "catalogue", None),
+        models_dir=getattr(args, "models_dir", None),
+        cache_dir=getattr(args, "cache_dir", None),
+    )
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+# --- extract ------------------------------------------------------------------------------------------------
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Extract and segment files; print a summary or JSON."""
+    from pipeline.document import metadata_dict
+    from pipeline.ingest import FailedDocument, collect_files, ingest
+
+    settings = _settings(args)
+    paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"qpm-screen extract: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    documents: list[dict[str, Any]] = []
+    failed = 0
+    for path in collect_files(paths):
+        result = ingest(path, settings)
+        if isinstance(result, FailedDocument):
+            failed += 1
+            documents.append(
+                {
+                    "name": result.name,
+                    "type": None,
+                    "pages": 0,
+                    "words": 0,
+                    "warnings": [],
+                    "error": result.message,
+                    "error_code": result.code,
+                    "passages": [],
+                }
+            )
+            continue
+        doc = result.document
+        documents.append(
+            {
+                "name": doc.name,
+                "type": doc.metadata.policy_type,
+                "type_confidence": round(doc.metadata.policy_type_confidence, 3),
+                "pages": doc.pages,
+                "words": doc.metadata.word_count,
+                "warnings": doc.warnings,
+                "error": None,
+                "metadata": metadata_dict(doc.metadata),
+                "passages": [p.to_json() for p in result.passages],
+            }
+        )
+    if args.json:
+        _print_json({"documents": documents})
+    else:
+        for d in documents:
+            if d["error"]:
+                print(f"FAILED  {d['name']}: {d['error']}")
+                continue
+            print(
+                f"{d['name']}: {d['type']} ({d['type_confidence']:.2f}), {d['pages']} page(s), {d['words']} words, "
+                f"{len(d['passages'])} passages"
+            )
+            for warning in d["warnings"]:
+                print(f"   warning: {warning}")
+        print(f"{len(documents) - failed} read, {failed} failed")
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+# --- evaluate -----------------------------------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Screen each file of a folder as its own document and compare with gold labels."""
+    from pipeline.evaluation_run import run_evaluation
+
+    settings = _settings(args)
+    docs_dir, labels = Path(args.docs_dir), Path(args.labels_csv)
+    if not docs_dir.is_dir() or not labels.is_file():
+        print("qpm-screen evaluate: DOCS_DIR must be a folder and LABELS_CSV a file", file=sys.stderr)
+        return EXIT_USAGE
+    report = run_evaluation(
+        settings, docs_dir, labels, predictions_path=Path(args.predictions) if args.predictions else None
+    )
+    if args.json:
+        _print_json(report)
+    else:
+        _print_evaluation(report)
+    return EXIT_SOME_FAILED if report.get("failed_documents") else EXIT_OK
+
+
+def _print_evaluation(report: dict[str, Any]) -> None:
+    keys = (
+        "macro_f1_3class",
+        "f1_met",
+        "f1_partial",
+        "f1_missing",
+        "coverage_precision",
+        "coverage_recall",
+        "coverage_f1",
+        "coverage_ap",
+        "missing_as_met_rate",
+        "evidence_hit_at_3",
+    )
+    base = report.get("keyword_baseline", {})
+    print(f"{'metric':<22}{'matcher':>10}{'keywords':>10}")
+    for key in keys:
+        a, b = report.get(key), base.get(key)
+        print(f"{key:<22}{_fmt(a):>10}{_fmt(b):>10}")
+    print(f"{'n_rows':<22}{report.get('n_rows', 0):>10}")
+    cm = report.get("confusion_matrix", {})
+    if cm:
+        print("\nconfusion (rows gold, columns predicted: met partial missing)")
+        for label, row in zip(cm["labels"], cm["rows_gold_columns_predicted"], strict=True):
+            print(f"  {label:<8}" + "".join(f"{v:>8}" for v in row))
+    print("\nper indicator (accuracy, gold m/p/x -> predicted m/p/x)")
+    for ind, row in report.get("per_indicator", {}).items():
+        g, p = row["gold"], row["predicted"]
+        print(
+            f"  {ind:<8} {row['accuracy']:.2f}  {g['met']}/{g['partial']}/{g['missing']} -> "
+            f"{p['met']}/{p['partial']}/{p['missing']}"
+        )
+    for failure in report.get("failed_documents", []):
+        print(f"FAILED {failure['name']}: {failure['message']}")
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+# --- train --------------------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Rebuild the trained matcher from the catalogue and the labelled sample policies."""
+    from pipeline.train import train
+
+    settings = _settings(args)
+    metrics = train(settings, Path(args.docs), Path(args.labels), settings.models_dir)
+    if args.json:
+        _print_json(metrics)
+    else:
+        print(f"trained matcher written to {settings.models_dir}")
+        for key, value in metrics.items():
+            print(f"  {key}: {value}")
+    return EXIT_OK
+
+
+# --- indicators ---------------------------------------------------------------------------------------------
+
+
+def cmd_indicators(args: argparse.Namespace) -> int:
+    """List, show, validate or import indicator catalogues."""
+    from pipeline.catalogue import import_spreadsheet, load_catalogue, write_catalogue_file
+
+    settings = _settings(args)
+    if args.action == "import":
+        meta = {
+            "id": args.id,
+            "version": args.version,
+            "title": args.title or args.id,
+            "notice": "Imported from a spreadsheet with qpm-screen indicators import.",
+            "areas": load_catalogue(settings.catalogue_path).areas if not args.areas else _parse_areas(args.areas),
+        }
+        meta, entries = import_spreadsheet(Path(args.file), meta)
+        out = Path(args.out)
+        write_catalogue_file(meta, entries, out)
+        print(f"wrote {len(entries)} indicators to {out}")
+        return EXIT_OK
+    catalogue = load_catalogue(settings.catalogue_path)
+    if args.action == "validate":
+        print(f"{catalogue.id} {catalogue.version}: {len(catalogue.indicators)} indicators, valid")
+        return EXIT_OK
+    if args.action == "list":
+        if args.json:
+            _print_json(
+                [{"id": i.id, "area": i.area, "title": i.title, "level": i.level} for i in catalogue.indicators]
+            )
+        else:
+            for ind in catalogue.indicators:
+                print(f"{ind.id:<8} {ind.level:<13} {ind.title}")
+        return EXIT_OK
+    try:
+        ind = catalogue.get(args.indicator_id or "")
+    except KeyError as exc:
+        print(f"qpm-screen indicators show: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        from dataclasses import asdict
+
+        _print_json(asdict(ind))
+    else:
+        print(f"{ind.id}  {ind.title}  [{catalogue.areas.get(ind.area, ind.area)}; {ind.level}]")
+        print(f"\nMust say: {ind.must_say}\n\nEssential elements:")
+        for element in ind.elements:
+            print(f"  - {element.text}")
+        print(f"\nKey terms: {', '.join(ind.key_terms)}\nPolicy types: {', '.join(ind.policy_types)}")
+        print(f"\nWhat to add if missing: {ind.what_to_add}\nBasis: {ind.basis}")
+    return EXIT_OK
+
+
+def _parse_areas(text: str) -> dict[str, str]:
+    pairs = [part.split("=", 1) for part in text.split(",") if "=" in part]
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+# --- parser -------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used to render --help in tests)."""
+    parser = argparse.ArgumentParser(
+        prog="qpm-screen",
+        description="Pre-screen advocacy providers' written policies against the Advocacy QPM indicators. "
+        "Runs entirely on this machine: no policy text leaves it.",
+    )
+    parser.add_argument("--version", action="version", version=f"qpm-screen {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--catalogue", type=Path, help="indicator catalogue folder or YAML file (QPM_CATALOGUE_PATH)")
+    common.add_argument("--models-dir", type=Path, help="folder of the trained matcher (QPM_MODELS_DIR)")
+    common.add_argument("--cache-dir", type=Path, help="embedding and result cache (QPM_CACHE_DIR)")
+    common.add_argument("--json", action="store_true", help="print one JSON object for scripts")
+    common.add_argument("--verbose", action="store_true", help="log progress details to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("extract", parents=[common], help="show what was extracted from files (stages 1-2)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("evaluate", parents=[common], help="compare screening with gold labels")
+    p.add_argument("docs_dir", metavar="DOCS_DIR", help="folder of documents, each screened on its own")
+    p.add_argument("labels_csv", metavar="LABELS_CSV", help="CSV: document,indicator,expected,evidence")
+    p.add_argument("--predictions", metavar="FILE", help="also write the predictions CSV here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", parents=[common], help="rebuild the trained matcher from the sample policies")
+    p.add_argument("--docs", default=str(PROJECT_ROOT / "sample_policies" / "docs"), help="labelled documents")
+    p.add_argument("--labels", default=str(PROJECT_ROOT / "sample_policies" / "labels.csv"), help="labels CSV")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("indicators", parents=[common], help="list, show, validate or import the catalogue")
+    p.add_argument("action", choices=["list", "show", "validate", "import"])
+    p.add_argument("indicator_id", nargs="?", metavar="ID", help="for show: an indicator id such as CONF-02")
+    p.add_argument("--file", help="for import: a .csv or .xlsx with one row per indicator")
+    p.add_argument("--out", default="catalogue.yaml", help="for import: the catalogue file to write")
+    p.add_argument("--id", default="imported", help="for import: catalogue id")
+    p.add_argument("--version", dest="version", default="1", help="for import: catalogue version")
+    p.add_argument("--title", help="for import: catalogue title")
+    p.add_argument("--areas", help="for import: CODE=Name,CODE=Name (default: the current catalogue's areas)")
+    p.set_defaults(func=cmd_indicators)
+
+    try:
+        from pipeline.cli_flows import add_parsers
+    except ImportError:  # the orchestration commands need Prefect; the rest of the CLI works without it
+        pass
+    else:
+        add_parsers(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``qpm-screen`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "indicators" and args.action == "import" and not args.file:
+        parser.error("indicators import needs --file FILE.csv|FILE.xlsx")
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"qpm-screen: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("qpm-screen: interrupted; finished outputs are complete, nothing half-written was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

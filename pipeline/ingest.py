@@ -1,0 +1,68 @@
+"""Stages 1-2 together: a file on disk becomes an extracted document and its passages, or a typed error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from pipeline.config import Settings
+from pipeline.document import ExtractedDocument, Passage
+from pipeline.errors import CorruptDocumentError, DocumentError
+from pipeline.extract import extract
+from pipeline.segment import segment
+
+
+@dataclass
+class IngestedDocument:
+    """A document ready for matching."""
+
+    document: ExtractedDocument
+    passages: list[Passage]
+
+
+@dataclass
+class FailedDocument:
+    """A file that could not be read, with the reason in words a provider can act on."""
+
+    name: str
+    path: str
+    code: str
+    message: str
+
+
+def ingest(path: Path, settings: Settings, *, today: date | None = None) -> IngestedDocument | FailedDocument:
+    """Extract and segment one file. Never raises for a bad file: the failure is returned instead."""
+    try:
+        document = extract(path, settings, today=today)
+        return IngestedDocument(document=document, passages=segment(document, settings))
+    except DocumentError as exc:
+        return FailedDocument(name=path.name, path=str(path), code=exc.code, message=_plain(exc))
+    except (MemoryError, RecursionError, ValueError, OSError) as exc:  # defensive: a file must not crash a batch
+        err = CorruptDocumentError(f"could not be read ({type(exc).__name__})", name=path.name)
+        return FailedDocument(name=path.name, path=str(path), code=err.code, message=_plain(err))
+
+
+def _plain(exc: DocumentError) -> str:
+    return exc.args[0] if exc.args else str(exc)
+
+
+IGNORED_NAMES = {"thumbs.db", "desktop.ini", ".ds_store"}
+
+
+def collect_files(paths: Iterable[Path]) -> list[Path]:
+    """The files named, and the files inside folders named (recursively), sorted; hidden files are skipped."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                and p.name.lower() not in IGNORED_NAMES
+            )
+        else:
+            out.append(path)
+    return out

@@ -1,0 +1,483 @@
+"""Stages 3-4: score passages against indicators, then decide met / partial / missing with evidence.
+
+Two small scikit-learn models, each with a ``fit`` / ``predict_proba`` surface:
+
+- :class:`EvidenceModel` (passage level): is this passage evidence for this indicator? Its features are
+  indicator-relative (similarity to the indicator's exemplars, elements, description and near misses; rank
+  among all indicators; key terms; TF-IDF; heading context; document type; negation cues), so one model
+  serves every indicator and transfers to catalogues it was not trained on.
+- :class:`DecisionModel` (indicator level): from the evidence probabilities of all passages of a document
+  (or a whole submission) and how well each essential element is covered, the probability of met, partial and
+  missing. Per-area offsets are learned, not hand-picked.
+
+:class:`Matcher` ties them to a catalogue and an encoder. ``pipeline.train`` fits and saves it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from pipeline.catalogue import Catalogue, Indicator
+from pipeline.coverage import STATUSES, Coverage, Evidence, IndicatorResult, Status
+from pipeline.document import Passage
+from pipeline.embed import TextEncoder
+
+MAX_ELEMENTS = 4
+PASSAGE_FEATURES = (
+    "exemplar_max",
+    "exemplar_top3",
+    "description",
+    "element_best",
+    "element_mean",
+    "near_miss_max",
+    "margin_over_near_miss",
+    "gap_to_best_indicator",
+    "inverse_rank",
+    "key_terms",
+    "tfidf",
+    "section",
+    "has_section",
+    "policy_type_match",
+    "negation",
+    "log_words",
+)
+NEGATION = re.compile(
+    r"\b(?:do|does|did|will|shall|can|is|are|was|were|would|should|must|have|has)\s+not\b"
+    r"|\b(?:don't|doesn't|won't|isn't|aren't|cannot|can't|haven't|hasn't)\b"
+    r"|\bnot\s+(?:cover|apply|include|offer|provide|carry|require|part)\w*"
+    r"|\bno\s+(?:longer|need|requirement|obligation)\b|\bout(?:side)? (?:of )?(?:the )?scope\b",
+    re.IGNORECASE,
+)
+# The five document types extraction detects, mapped onto catalogue policy types they usually stand for.
+DOC_TYPE_ALIASES = {
+    "confidentiality": {"confidentiality", "data_protection", "case_recording"},
+    "safeguarding": {"safeguarding", "whistleblowing"},
+    "complaints": {"complaints"},
+    "equality": {"equality"},
+}
+
+
+@dataclass
+class ScoredDocument:
+    """Passage x indicator scores for one document: the input to the decision stage."""
+
+    name: str
+    doc_id: str
+    policy_type: str
+    passages: list[Passage]
+    evidence: np.ndarray  # (P, I) probability that passage p evidences indicator i
+    elements: np.ndarray  # (P, I, MAX_ELEMENTS) similarity to each essential element, -1 where none
+    exemplar_max: np.ndarray  # (P, I) raw best similarity to an exemplar
+    terms: list[set[str]] = field(default_factory=list)  # per indicator, key terms present in the document
+
+
+class IndicatorIndex:
+    """Embeddings and lexical profiles of a catalogue's indicators (fitted once, reused for every document)."""
+
+    def __init__(self, catalogue: Catalogue, encoder: TextEncoder) -> None:
+        self.catalogue = catalogue
+        inds = catalogue.indicators
+        self.n = len(inds)
+        ex_texts, self.ex_owner = _flatten([ind.exemplars for ind in inds])
+        nm_texts, self.nm_owner = _flatten([ind.near_misses or (ind.title,) for ind in inds])
+        el_texts: list[str] = []
+        el_owner: list[tuple[int, int]] = []
+        for i, ind in enumerate(inds):
+            for e, element in enumerate(ind.elements[:MAX_ELEMENTS]):
+                for text in (element.text, *element.exemplars):
+                    el_texts.append(text)
+                    el_owner.append((i, e))
+        self.el_owner = np.array(el_owner, dtype=np.int64).reshape(-1, 2)
+        self.ex_texts, self.nm_texts, self.el_texts = ex_texts, nm_texts, el_texts
+        self.ex = encoder.encode(ex_texts)
+        self.nm = encoder.encode(nm_texts)
+        self.el = encoder.encode(el_texts)
+        self.desc = encoder.encode([ind.description for ind in inds])
+        self.titles = encoder.encode([f"{catalogue.areas.get(ind.area, ind.area)}: {ind.title}" for ind in inds])
+        self.n_elements = np.array([min(len(ind.elements), MAX_ELEMENTS) for ind in inds])
+        self.term_patterns = [_terms_pattern(ind.key_terms) for ind in inds]
+        bags = [" ".join([ind.title, ind.must_say, *ind.exemplars, *ind.key_terms]) for ind in inds]
+        self.tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, stop_words="english")
+        self.tfidf_profiles = self.tfidf.fit_transform(bags)
+        self.type_match = np.array([[_type_match(t, ind) for ind in inds] for t in (*DOC_TYPE_ALIASES, "other")])
+        self._type_row = {t: k for k, t in enumerate((*DOC_TYPE_ALIASES, "other"))}
+
+
+def _flatten(groups: Sequence[Sequence[str]]) -> tuple[list[str], np.ndarray]:
+    texts: list[str] = []
+    owner: list[int] = []
+    for i, group in enumerate(groups):
+        texts.extend(group)
+        owner.extend([i] * len(group))
+    return texts, np.array(owner, dtype=np.int64)
+
+
+def _terms_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
+    cleaned = [re.escape(t.strip()) for t in terms if t.strip()]
+    if not cleaned:
+        return None
+    return re.compile(r"\b(" + "|".join(sorted(cleaned, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+
+
+def _type_match(doc_type: str, ind: Indicator) -> float:
+    aliases = DOC_TYPE_ALIASES.get(doc_type, set())
+    if ind.policy_types and ind.policy_types[0] in aliases:
+        return 1.0
+    if aliases.intersection(ind.policy_types):
+        return 0.5
+    return 0.0
+
+
+def _group_max(sim: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    out = np.full((sim.shape[0], n), -1.0, dtype=np.float32)
+    for i in range(n):
+        cols = owner == i
+        if cols.any():
+            out[:, i] = sim[:, cols].max(axis=1)
+    return out
+
+
+def _group_topk_mean(sim: np.ndarray, owner: np.ndarray, n: int, k: int = 3) -> np.ndarray:
+    out = np.zeros((sim.shape[0], n), dtype=np.float32)
+    for i in range(n):
+        block = sim[:, owner == i]
+        if block.shape[1]:
+            kk = min(k, block.shape[1])
+            out[:, i] = -np.sort(-block, axis=1)[:, :kk].mean(axis=1)
+    return out
+
+
+def passage_features(
+    index: IndicatorIndex,
+    texts: Sequence[str],
+    vectors: np.ndarray,
+    section_vectors: np.ndarray,
+    has_section: np.ndarray,
+    doc_type: str,
+    *,
+    mask: Sequence[tuple[str, int] | None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features (P, I, F) in ``PASSAGE_FEATURES`` order, and element similarities (P, I, MAX_ELEMENTS).
+
+    ``mask`` (training only) names, per row, a catalogue sentence the row *is* (``("ex", k)``, ``("nm", k)``
+    or ``("el", k)``), so a catalogue exemplar used as a training passage is not compared with itself.
+    """
+    n = index.n
+    sim_ex = vectors @ index.ex.T
+    sim_nm = vectors @ index.nm.T
+    sim_el = vectors @ index.el.T
+    if mask is not None:
+        for row, item in enumerate(mask):
+            if item is not None:
+                kind, k = item
+                {"ex": sim_ex, "nm": sim_nm, "el": sim_el}[kind][row, k] = -1.0
+    ex_max = _group_max(sim_ex, index.ex_owner, n)
+    ex_top3 = _group_topk_mean(sim_ex, index.ex_owner, n)
+    nm_max = _group_max(sim_nm, index.nm_owner, n)
+    desc = vectors @ index.desc.T
+    elements = np.full((len(texts), n, MAX_ELEMENTS), -1.0, dtype=np.float32)
+    for e in range(MAX_ELEMENTS):
+        cols = index.el_owner[:, 1] == e
+        if cols.any():
+            elements[:, :, e] = _group_max(sim_el[:, cols], index.el_owner[cols, 0], n)
+    valid = elements > -1.0
+    element_best = np.where(valid, elements, -1.0).max(axis=2)
+    element_mean = np.where(valid, elements, 0.0).sum(axis=2) / np.maximum(valid.sum(axis=2), 1)
+    best = ex_max.max(axis=1, keepdims=True)
+    rank = (ex_max[:, None, :] > ex_max[:, :, None]).sum(axis=2)
+    terms = np.zeros((len(texts), n), dtype=np.float32)
+    for i, pattern in enumerate(index.term_patterns):
+        if pattern is not None:
+            for p, text in enumerate(texts):
+                terms[p, i] = min(len({m.lower() for m in pattern.findall(text)}), 3)
+    lexical = (index.tfidf.transform(list(texts)) @ index.tfidf_profiles.T).toarray().astype(np.float32)
+    section = section_vectors @ index.titles.T * has_section[:, None]
+    type_row = index.type_match[index._type_row.get(doc_type, index._type_row["other"])]
+    negation = np.array([1.0 if NEGATION.search(t) else 0.0 for t in texts], dtype=np.float32)
+    log_words = np.log1p(np.array([len(t.split()) for t in texts], dtype=np.float32))
+    feats = np.stack(
+        [
+            ex_max,
+            ex_top3,
+            desc,
+            element_best,
+            element_mean,
+            nm_max,
+            ex_max - nm_max,
+            ex_max - best,
+            1.0 / (1.0 + rank),
+            terms,
+            lexical,
+            section,
+            np.broadcast_to(has_section[:, None], ex_max.shape),
+            np.broadcast_to(type_row[None, :], ex_max.shape),
+            np.broadcast_to(negation[:, None], ex_max.shape),
+            np.broadcast_to(log_words[:, None], ex_max.shape),
+        ],
+        axis=2,
+    ).astype(np.float32)
+    return feats, elements
+
+
+class EvidenceModel:
+    """Passage-level classifier: P(passage evidences indicator) from indicator-relative features."""
+
+    def __init__(self, C: float = 0.5, max_iter: int = 2000) -> None:
+        self.C = C
+        self.max_iter = max_iter
+        self.model_ = make_pipeline(
+            StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, class_weight="balanced")
+        )
+
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> EvidenceModel:
+        """Fit on rows of ``PASSAGE_FEATURES`` with binary labels."""
+        self.model_.fit(X, y, logisticregression__sample_weight=sample_weight)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """P(evidence) per row."""
+        if len(X) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return np.asarray(self.model_.predict_proba(X)[:, 1], dtype=np.float32)
+
+
+DECISION_FEATURES = (
+    "evidence_max",
+    "evidence_second",
+    "evidence_third",
+    "evidence_top5_sum",
+    "log_n_over_half",
+    "log_n_over_fifth",
+    "element_cover_mean",
+    "element_cover_min",
+    "exemplar_max",
+    "key_term_share",
+    "policy_type_match",
+)
+
+
+def decision_features(index: IndicatorIndex, docs: Sequence[ScoredDocument]) -> np.ndarray:
+    """Indicator-level features (I, F) over the pooled passages of ``docs`` (one document or a submission)."""
+    n = index.n
+    if not docs or sum(len(d.passages) for d in docs) == 0:
+        out = np.zeros((n, len(DECISION_FEATURES)), dtype=np.float32)
+        return out
+    ev = np.concatenate([d.evidence for d in docs], axis=0)
+    el = np.concatenate([d.elements for d in docs], axis=0)
+    ex = np.concatenate([d.exemplar_max for d in docs], axis=0)
+    top = -np.sort(-ev, axis=0)
+    pad = np.zeros((max(0, 5 - top.shape[0]), n), dtype=np.float32)
+    top = np.vstack([top, pad])
+    # an element is as well covered as its best passage that is also evidence for the indicator
+    support = (ev[:, :, None] * np.clip(el, 0.0, 1.0)).max(axis=0)  # (I, E)
+    valid = np.arange(MAX_ELEMENTS)[None, :] < index.n_elements[:, None]
+    cover_mean = np.where(valid, support, 0.0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+    cover_min = np.where(valid, support, 1.0).min(axis=1)
+    terms = [set().union(*(d.terms[i] for d in docs)) for i in range(n)]
+    n_terms = np.array([max(len(ind.key_terms), 1) for ind in index.catalogue.indicators], dtype=np.float32)
+    term_share = np.array([len(t) for t in terms], dtype=np.float32) / n_terms
+    type_match = np.max(
+        [index.type_match[index._type_row.get(d.policy_type, index._type_row["other"])] for d in docs], axis=0
+    )
+    feats = np.stack(
+        [
+            top[0],
+            top[1],
+            top[2],
+            top[:5].sum(axis=0),
+            np.log1p((ev > 0.5).sum(axis=0)),
+            np.log1p((ev > 0.2).sum(axis=0)),
+            cover_mean,
+            cover_min,
+            ex.max(axis=0),
+            term_share,
+            type_match,
+        ],
+        axis=1,
+    ).astype(np.float32)
+    return feats
+
+
+class DecisionModel:
+    """Indicator-level classifier over ``DECISION_FEATURES`` plus a learned offset per area."""
+
+    def __init__(self, areas: Sequence[str], C: float = 0.3, max_iter: int = 2000) -> None:
+        self.areas = list(areas)
+        self.C = C
+        self.max_iter = max_iter
+        self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+
+    def _design(self, X: np.ndarray, areas: Sequence[str]) -> np.ndarray:
+        onehot = np.zeros((len(areas), len(self.areas)), dtype=np.float32)
+        for r, area in enumerate(areas):
+            if area in self.areas:
+                onehot[r, self.areas.index(area)] = 1.0
+        return np.hstack([X, onehot])
+
+    def fit(self, X: np.ndarray, areas: Sequence[str], y: Sequence[str]) -> DecisionModel:
+        """Fit on indicator-level rows with labels met / partial / missing."""
+        self.model_.fit(self._design(X, areas), np.asarray(y))
+        return self
+
+    def predict_proba(self, X: np.ndarray, areas: Sequence[str]) -> np.ndarray:
+        """(rows, 3) probabilities in ``STATUSES`` order (met, partial, missing)."""
+        raw = self.model_.predict_proba(self._design(X, areas))
+        classes = list(self.model_.classes_)
+        out = np.zeros((len(X), len(STATUSES)), dtype=np.float32)
+        for k, status in enumerate(STATUSES):
+            if status in classes:
+                out[:, k] = raw[:, classes.index(status)]
+        return out
+
+
+class Matcher:
+    """A catalogue, an encoder and the two trained models: passages in, coverage out."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        encoder: TextEncoder,
+        evidence_model: EvidenceModel,
+        decision_model: DecisionModel,
+        *,
+        evidence_per_indicator: int = 3,
+    ) -> None:
+        self.catalogue = catalogue
+        self.encoder = encoder
+        self.index = IndicatorIndex(catalogue, encoder)
+        self.evidence_model = evidence_model
+        self.decision_model = decision_model
+        self.evidence_per_indicator = evidence_per_indicator
+
+    def score_document(self, name: str, doc_id: str, policy_type: str, passages: list[Passage]) -> ScoredDocument:
+        """Score every passage of one document against every indicator."""
+        feats, elements = document_features(self.index, self.encoder, policy_type, passages)
+        n = self.index.n
+        if passages:
+            evidence = self.evidence_model.predict_proba(feats.reshape(-1, feats.shape[2])).reshape(-1, n)
+        else:
+            evidence = np.zeros((0, n), dtype=np.float32)
+        return ScoredDocument(
+            name=name,
+            doc_id=doc_id,
+            policy_type=policy_type,
+            passages=passages,
+            evidence=evidence,
+            elements=elements,
+            exemplar_max=feats[:, :, 0] if passages else np.zeros((0, n), dtype=np.float32),
+            terms=document_terms(self.index, passages),
+        )
+
+    def decide(self, docs: Sequence[ScoredDocument], scope: str) -> Coverage:
+        """Decide every indicator over ``docs`` together (one document, or a whole submission)."""
+        feats = decision_features(self.index, docs)
+        areas = [ind.area for ind in self.catalogue.indicators]
+        probs = self.decision_model.predict_proba(feats, areas)
+        results = []
+        for i, ind in enumerate(self.catalogue.indicators):
+            p = probs[i]
+            status: Status = STATUSES[int(np.argmax(p))]
+            evidence = self._evidence(docs, i) if status != "missing" else []
+            results.append(
+                IndicatorResult(
+                    indicator_id=ind.id,
+                    status=status,
+                    score=float(p[0] + 0.5 * p[1]),
+                    probabilities={s: float(p[k]) for k, s in enumerate(STATUSES)},
+                    evidence=evidence,
+                    elements=self._elements(ind, evidence, status),
+                    documents=sorted({e.document for e in evidence}),
+                )
+            )
+        return Coverage(scope=scope, results=results)
+
+    def top_passages(self, docs: Sequence[ScoredDocument], i: int, k: int) -> list[tuple[float, int, int]]:
+        """The ``k`` best (probability, document position, passage position) for indicator ``i``."""
+        ranked = [(float(d.evidence[p, i]), di, p) for di, d in enumerate(docs) for p in range(len(d.passages))]
+        ranked.sort(key=lambda r: -r[0])
+        return ranked[:k]
+
+    def _evidence(self, docs: Sequence[ScoredDocument], i: int) -> list[Evidence]:
+        out = []
+        n_el = int(self.index.n_elements[i])
+        ind = self.catalogue.indicators[i]
+        for prob, di, p in self.top_passages(docs, i, self.evidence_per_indicator):
+            doc = docs[di]
+            passage = doc.passages[p]
+            element = ind.elements[int(np.argmax(doc.elements[p, i, :n_el]))].id if n_el else None
+            out.append(
+                Evidence(
+                    document=doc.name,
+                    doc_id=doc.doc_id,
+                    passage_index=passage.index,
+                    text=passage.text,
+                    score=prob,
+                    section=list(passage.section),
+                    pages=list(passage.pages),
+                    start=passage.start,
+                    end=passage.end,
+                    boxes=[b.as_list() for b in passage.boxes],
+                    element=element,
+                )
+            )
+        return out
+
+    @staticmethod
+    def _elements(ind: Indicator, evidence: list[Evidence], status: Status) -> dict[str, bool]:
+        # met means every element is evidenced; for partial, an element counts when a passage the evidence model
+        # accepts (p >= 0.5) is closest to that element.
+        if status == "met":
+            return {e.id: True for e in ind.elements}
+        supported = {ev.element for ev in evidence if ev.score >= 0.5}
+        return {e.id: e.id in supported for e in ind.elements}
+
+
+def passage_texts(passages: Sequence[Passage]) -> list[str]:
+    """What is embedded for each passage: its list lead-in (if any) and its text."""
+    out = []
+    for p in passages:
+        context = getattr(p, "context", "")
+        out.append(f"{context} {p.text}".strip() if context else p.text)
+    return out
+
+
+def section_texts(passages: Sequence[Passage]) -> list[str]:
+    """The heading context embedded for each passage (innermost two levels)."""
+    return [" / ".join(p.section[-2:]) for p in passages]
+
+
+def document_features(
+    index: IndicatorIndex, encoder: TextEncoder, policy_type: str, passages: Sequence[Passage]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed a document's passages and headings and compute their features against every indicator."""
+    n = index.n
+    if not passages:
+        return (
+            np.zeros((0, n, len(PASSAGE_FEATURES)), dtype=np.float32),
+            np.zeros((0, n, MAX_ELEMENTS), dtype=np.float32),
+        )
+    texts = passage_texts(passages)
+    sections = section_texts(passages)
+    vectors = encoder.encode(texts)
+    unique_sections = sorted({s for s in sections if s})
+    section_vec = dict(zip(unique_sections, encoder.encode(unique_sections), strict=True))
+    zero = np.zeros(vectors.shape[1], dtype=np.float32)
+    section_vectors = np.vstack([section_vec.get(s, zero) for s in sections])
+    has_section = np.array([1.0 if s else 0.0 for s in sections], dtype=np.float32)
+    return passage_features(index, texts, vectors, section_vectors, has_section, policy_type)
+
+
+def document_terms(index: IndicatorIndex, passages: Sequence[Passage]) -> list[set[str]]:
+    """Per indicator, which of its key terms occur anywhere in the passages."""
+    text = "\n".join(p.text for p in passages)
+    return [
+        {m.lower() for m in pattern.findall(text)} if pattern is not None else set() for pattern in index.term_patterns
+    ]

@@ -1,0 +1,257 @@
+"""Fit the matcher's two models from the catalogue and the team's labelled sample policies, reproducibly.
+
+Training data, all written by the team (never the dev corpus):
+- catalogue sentences as short pseudo-passages: exemplars and element exemplars are positives for their own
+  indicator, near misses are negatives (each compared with the catalogue minus itself);
+- passages of ``sample_policies/docs`` with ``sample_policies/labels.csv``: a passage overlapping a gold
+  evidence span is a positive for that indicator; the rest are negatives (down-weighted inside documents whose
+  label says the indicator is there, since a second evidence passage may simply be unlabelled).
+The decision model is fitted on out-of-fold evidence probabilities (documents grouped into folds) so it learns
+from scores like those it will see on unseen documents.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.model_selection import GroupKFold
+
+from pipeline.catalogue import Catalogue
+from pipeline.config import Settings
+from pipeline.coverage import STATUSES
+from pipeline.embed import Encoder, TextEncoder
+from pipeline.errors import ModelUnavailableError
+from pipeline.ingest import IngestedDocument, collect_files, ingest
+from pipeline.labels import Label, overlaps, read_labels
+from pipeline.match import (
+    DECISION_FEATURES,
+    MAX_ELEMENTS,
+    PASSAGE_FEATURES,
+    DecisionModel,
+    EvidenceModel,
+    IndicatorIndex,
+    Matcher,
+    ScoredDocument,
+    decision_features,
+    document_features,
+    document_terms,
+    passage_features,
+)
+
+MODEL_FILE = "matcher.joblib"
+FORMAT_VERSION = 1
+CATALOGUE_ROW_WEIGHT = 1.0
+DOCUMENT_ROW_WEIGHT = 2.0
+UNLABELLED_IN_PRESENT_WEIGHT = 0.3
+
+
+@dataclass
+class LabelledDocument:
+    """A sample policy with its passages' features and its gold labels."""
+
+    ingested: IngestedDocument
+    labels: dict[str, Label]
+    features: np.ndarray  # (P, I, F)
+    elements: np.ndarray  # (P, I, E)
+
+
+def catalogue_rows(index: IndicatorIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training rows from catalogue sentences (each compared with the rest of the catalogue)."""
+    groups: list[tuple[list[str], np.ndarray, str, bool]] = [
+        (index.ex_texts, index.ex, "ex", True),
+        (index.el_texts, index.el, "el", True),
+        (index.nm_texts, index.nm, "nm", False),
+    ]
+    owners = {"ex": index.ex_owner, "el": index.el_owner[:, 0], "nm": index.nm_owner}
+    xs, ys = [], []
+    for texts, vectors, kind, positive in groups:
+        zero = np.zeros_like(vectors)
+        feats, _ = passage_features(
+            index,
+            texts,
+            vectors,
+            zero,
+            np.zeros(len(texts), dtype=np.float32),
+            "other",
+            mask=[(kind, k) for k in range(len(texts))],
+        )
+        y = np.zeros((len(texts), index.n), dtype=np.int64)
+        if positive:
+            y[np.arange(len(texts)), owners[kind]] = 1
+        xs.append(feats.reshape(-1, feats.shape[2]))
+        ys.append(y.reshape(-1))
+    X = np.vstack(xs)
+    y = np.concatenate(ys)
+    return X, y, np.full(len(y), CATALOGUE_ROW_WEIGHT, dtype=np.float32)
+
+
+def document_rows(doc: LabelledDocument, catalogue: Catalogue) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training rows from one labelled sample policy."""
+    passages = doc.ingested.passages
+    n = len(catalogue.indicators)
+    y = np.zeros((len(passages), n), dtype=np.int64)
+    w = np.full((len(passages), n), DOCUMENT_ROW_WEIGHT, dtype=np.float32)
+    for i, ind in enumerate(catalogue.indicators):
+        label = doc.labels.get(ind.id)
+        if label is None or label.expected == "missing":
+            continue
+        hits = [p for p, passage in enumerate(passages) if label.evidence and overlaps(passage.text, label.evidence)]
+        y[hits, i] = 1
+        # other passages may be unlabelled evidence of a present indicator: weaker negatives
+        w[:, i] = np.where(y[:, i] == 1, DOCUMENT_ROW_WEIGHT, UNLABELLED_IN_PRESENT_WEIGHT)
+    return doc.features.reshape(-1, doc.features.shape[2]), y.reshape(-1), w.reshape(-1)
+
+
+def load_labelled_documents(
+    docs_dir: Path, labels_path: Path, index: IndicatorIndex, encoder: TextEncoder, settings: Settings
+) -> list[LabelledDocument]:
+    """Ingest every labelled file of ``docs_dir`` and compute its passage features."""
+    by_doc: dict[str, dict[str, Label]] = defaultdict(dict)
+    for label in read_labels(labels_path):
+        by_doc[label.document][label.indicator] = label
+    out = []
+    for path in collect_files([docs_dir]):
+        if path.name not in by_doc:
+            continue
+        result = ingest(path, settings, today=date(2026, 1, 1))
+        if not isinstance(result, IngestedDocument):
+            raise ModelUnavailableError(f"training document {path.name} could not be read: {result.message}")
+        feats, elements = document_features(index, encoder, result.document.metadata.policy_type, result.passages)
+        out.append(LabelledDocument(ingested=result, labels=by_doc[path.name], features=feats, elements=elements))
+    return out
+
+
+def _scored(doc: LabelledDocument, model: EvidenceModel, index: IndicatorIndex) -> ScoredDocument:
+    n = index.n
+    flat = doc.features.reshape(-1, doc.features.shape[2])
+    evidence = model.predict_proba(flat).reshape(-1, n) if len(flat) else np.zeros((0, n), dtype=np.float32)
+    d = doc.ingested.document
+    return ScoredDocument(
+        name=d.name,
+        doc_id=d.doc_id,
+        policy_type=d.metadata.policy_type,
+        passages=doc.ingested.passages,
+        evidence=evidence,
+        elements=doc.elements,
+        exemplar_max=doc.features[:, :, 0],
+        terms=document_terms(index, doc.ingested.passages),
+    )
+
+
+def fit(
+    catalogue: Catalogue, encoder: TextEncoder, docs: list[LabelledDocument], index: IndicatorIndex, *, folds: int = 5
+) -> tuple[EvidenceModel, DecisionModel, dict[str, Any]]:
+    """Fit both models; returns them and cross-validated metrics on the sample policies."""
+    Xc, yc, wc = catalogue_rows(index)
+    doc_rows = [document_rows(d, catalogue) for d in docs]
+    areas = [ind.area for ind in catalogue.indicators]
+    folds = max(2, min(folds, len(docs)))
+    splitter = GroupKFold(n_splits=folds)
+    oof_feats: list[np.ndarray] = []
+    oof_labels: list[str] = []
+    oof_areas: list[str] = []
+    oof_groups: list[int] = []
+    passage_truth, passage_pred = [], []
+    for train_idx, test_idx in splitter.split(np.arange(len(docs)), groups=np.arange(len(docs))):
+        X = np.vstack([Xc, *[doc_rows[k][0] for k in train_idx]])
+        y = np.concatenate([yc, *[doc_rows[k][1] for k in train_idx]])
+        w = np.concatenate([wc, *[doc_rows[k][2] for k in train_idx]])
+        model = EvidenceModel().fit(X, y, w)
+        for k in test_idx:
+            scored = _scored(docs[k], model, index)
+            passage_truth.append(doc_rows[k][1])
+            passage_pred.append(scored.evidence.reshape(-1))
+            oof_feats.append(decision_features(index, [scored]))
+            oof_labels.extend(
+                docs[k].labels[ind.id].expected if ind.id in docs[k].labels else "missing"
+                for ind in catalogue.indicators
+            )
+            oof_areas.extend(areas)
+            oof_groups.extend([int(k)] * len(areas))
+    X_dec = np.vstack(oof_feats)
+    decision = DecisionModel(sorted(catalogue.areas)).fit(X_dec, oof_areas, oof_labels)
+    # nested check of the decision model itself, grouped by document
+    predicted: list[str] = [""] * len(oof_labels)
+    groups = np.array(oof_groups)
+    for tr, te in GroupKFold(n_splits=folds).split(X_dec, groups=groups):
+        dm = DecisionModel(sorted(catalogue.areas)).fit(
+            X_dec[tr], [oof_areas[j] for j in tr], [oof_labels[j] for j in tr]
+        )
+        probs = dm.predict_proba(X_dec[te], [oof_areas[j] for j in te])
+        for j, row in zip(te, probs, strict=True):
+            predicted[j] = STATUSES[int(np.argmax(row))]
+    evidence = EvidenceModel().fit(
+        np.vstack([Xc, *[r[0] for r in doc_rows]]),
+        np.concatenate([yc, *[r[1] for r in doc_rows]]),
+        np.concatenate([wc, *[r[2] for r in doc_rows]]),
+    )
+    truth = np.concatenate(passage_truth)
+    metrics = {
+        "cv_folds": folds,
+        "documents": len(docs),
+        "passages": int(sum(len(d.ingested.passages) for d in docs)),
+        "passage_rows": len(truth),
+        "passage_positives": int(truth.sum()),
+        "catalogue_rows": len(yc),
+        "cv_passage_auc": round(float(roc_auc_score(truth, np.concatenate(passage_pred))), 4),
+        "cv_macro_f1_3class": round(
+            float(f1_score(oof_labels, predicted, labels=list(STATUSES), average="macro", zero_division=0)), 4
+        ),
+        "label_counts": {s: oof_labels.count(s) for s in STATUSES},
+    }
+    return evidence, decision, metrics
+
+
+def train(settings: Settings, docs_dir: Path, labels_path: Path, out_dir: Path) -> dict[str, Any]:
+    """Rebuild ``out_dir/matcher.joblib`` and its model card; returns the metrics."""
+    from pipeline.catalogue import load_catalogue
+
+    catalogue = load_catalogue(settings.catalogue_path)
+    encoder = Encoder(settings, settings.cache_dir / "embeddings.sqlite", batch_size=settings.batch_size)
+    index = IndicatorIndex(catalogue, encoder)
+    docs = load_labelled_documents(docs_dir, labels_path, index, encoder, settings)
+    evidence, decision, metrics = fit(catalogue, encoder, docs, index)
+    metrics["trained_on"] = date.today().isoformat()
+    metrics["catalogue"] = catalogue.fingerprint()
+    bundle = {
+        "format": FORMAT_VERSION,
+        "evidence": evidence,
+        "decision": decision,
+        "passage_features": PASSAGE_FEATURES,
+        "decision_features": DECISION_FEATURES,
+        "max_elements": MAX_ELEMENTS,
+        "model_id": settings.embedding_model_id,
+        "catalogue": catalogue.fingerprint(),
+        "metrics": metrics,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / (MODEL_FILE + ".tmp")
+    joblib.dump(bundle, tmp, compress=3)
+    tmp.replace(out_dir / MODEL_FILE)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return metrics
+
+
+def load_matcher(settings: Settings, catalogue: Catalogue, encoder: TextEncoder) -> Matcher:
+    """The trained matcher from ``settings.models_dir``; a clear error when it is missing or incompatible."""
+    path = settings.models_dir / MODEL_FILE
+    if not path.exists():
+        raise ModelUnavailableError(f"no trained matcher at {path}: run `qpm-screen train` (or `make train`)")
+    bundle = joblib.load(path)
+    if bundle.get("format") != FORMAT_VERSION or tuple(bundle.get("passage_features", ())) != PASSAGE_FEATURES:
+        raise ModelUnavailableError(f"{path} was built by another version of the tool: run `qpm-screen train`")
+    return Matcher(
+        catalogue,
+        encoder,
+        bundle["evidence"],
+        bundle["decision"],
+        evidence_per_indicator=settings.evidence_per_indicator,
+    )

@@ -1,0 +1,167 @@
+"""The matcher's logic on a tiny catalogue, with a bag-of-words encoder standing in for MiniLM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.catalogue import build_catalogue
+from pipeline.document import Passage
+from pipeline.match import (
+    DECISION_FEATURES,
+    NEGATION,
+    PASSAGE_FEATURES,
+    DecisionModel,
+    EvidenceModel,
+    IndicatorIndex,
+    Matcher,
+    decision_features,
+)
+from pipeline.train import catalogue_rows
+from tests.fakes import BagOfWordsEncoder
+
+META = {"id": "t", "version": "1", "areas": {"CONF": "Confidentiality", "COMP": "Complaints"}}
+
+
+def _ind(ind_id, area, title, words, elements):
+    return {
+        "id": ind_id,
+        "area": area,
+        "title": title,
+        "must_say": f"The policy says {words[0]}.",
+        "elements": [{"id": e, "text": f"{e} {w}", "exemplars": [f"we {w} always", f"staff {w}"]} for e, w in elements],
+        "exemplars": [f"we {w} in every case" for w in words] + [f"our staff {w}" for w in words],
+        "near_misses": [f"we do not {words[0]}"],
+        "key_terms": [words[0]],
+        "policy_types": ["confidentiality" if area == "CONF" else "complaints"],
+        "level": "essential",
+        "what_to_add": "Add it.",
+    }
+
+
+CATALOGUE = build_catalogue(
+    META,
+    [
+        (
+            "t",
+            _ind(
+                "CONF-01",
+                "CONF",
+                "Limits of confidentiality",
+                ["disclose serious harm", "share court order", "break confidence danger"],
+                [("situations", "serious harm danger"), ("authority", "manager authorises disclosure")],
+            ),
+        ),
+        (
+            "t",
+            _ind(
+                "COMP-04",
+                "COMP",
+                "Complaint stages",
+                ["acknowledge complaint days", "investigate complaint weeks", "appeal complaint chair"],
+                [("stages", "stage appeal chair"), ("timescales", "working days acknowledge")],
+            ),
+        ),
+        (
+            "t",
+            _ind(
+                "CONF-09",
+                "CONF",
+                "Retention",
+                ["retain records years", "destroy records securely", "shred files schedule"],
+                [("schedule", "retention schedule years"), ("disposal", "shred destroy securely")],
+            ),
+        ),
+    ],
+)
+
+
+def _passages(texts, doc_id="d1"):
+    out, pos = [], 0
+    for k, text in enumerate(texts):
+        out.append(Passage(doc_id=doc_id, index=k, text=text, start=pos, end=pos + len(text), section=[], pages=[]))
+        pos += len(text) + 2
+    return out
+
+
+@pytest.fixture(scope="module")
+def matcher():
+    encoder = BagOfWordsEncoder()
+    index = IndicatorIndex(CATALOGUE, encoder)
+    X, y, w = catalogue_rows(index)
+    evidence = EvidenceModel().fit(X, y, w)
+    # decision rows: strong evidence -> met, some -> partial, none -> missing
+    rng = np.random.default_rng(0)
+    rows, labels = [], []
+    for status, level in (("met", 0.9), ("partial", 0.55), ("missing", 0.05)):
+        for _ in range(40):
+            rows.append(np.clip(rng.normal(level, 0.05, len(DECISION_FEATURES)), 0, 1))
+            labels.append(status)
+    decision = DecisionModel(sorted(CATALOGUE.areas)).fit(np.array(rows), ["CONF"] * len(rows), labels)
+    return Matcher(CATALOGUE, encoder, evidence, decision)
+
+
+def test_catalogue_rows_are_labelled_by_owner(matcher) -> None:
+    X, y, _ = catalogue_rows(matcher.index)
+    assert X.shape[1] == len(PASSAGE_FEATURES)
+    n_positive_sentences = len(matcher.index.ex_texts) + len(matcher.index.el_texts)
+    assert int(y.sum()) == n_positive_sentences  # near misses are never positives
+
+
+def test_the_passage_that_says_it_is_the_evidence(matcher) -> None:
+    passages = _passages(
+        [
+            "We may disclose information if there is serious harm or danger.",
+            "Complaints are acknowledged within five working days.",
+            "The office is open on weekdays.",
+        ]
+    )
+    scored = matcher.score_document("doc.txt", "d1", "confidentiality", passages)
+    assert scored.evidence.shape == (3, 3)
+    assert int(np.argmax(scored.evidence[:, 0])) == 0  # CONF-01 -> first passage
+    assert int(np.argmax(scored.evidence[:, 1])) == 1  # COMP-04 -> second passage
+    assert scored.evidence[2].max() < scored.evidence[0, 0]
+
+
+def test_negation_cues() -> None:
+    assert NEGATION.search("This policy does not cover children")
+    assert NEGATION.search("We don't carry out DBS checks")
+    assert not NEGATION.search("Staff must never promise secrecy")
+
+
+def test_decide_gives_status_score_evidence_and_elements(matcher) -> None:
+    passages = _passages(
+        ["We disclose information where there is serious harm or danger; a manager authorises disclosure."]
+    )
+    scored = matcher.score_document("a.txt", "d1", "confidentiality", passages)
+    coverage = matcher.decide([scored], scope="a.txt").by_id()
+    conf = coverage["CONF-01"]
+    assert conf.probabilities["met"] + conf.probabilities["partial"] > conf.probabilities["missing"]
+    assert conf.evidence and conf.evidence[0].text.startswith("We disclose")
+    assert conf.documents == ["a.txt"]
+    assert 0.0 <= conf.score <= 1.0
+    retention = coverage["CONF-09"]
+    assert retention.status == "missing" and retention.evidence == []
+    assert not any(retention.elements.values())
+
+
+def test_empty_document_is_all_missing(matcher) -> None:
+    scored = matcher.score_document("empty.txt", "d0", "other", [])
+    coverage = matcher.decide([scored], scope="empty.txt")
+    assert coverage.counts() == {"met": 0, "partial": 0, "missing": 3}
+
+
+def test_submission_pools_evidence_from_several_documents(matcher) -> None:
+    a = matcher.score_document(
+        "conf.txt", "a", "confidentiality", _passages(["We disclose information if there is serious harm."], "a")
+    )
+    b = matcher.score_document(
+        "comp.txt", "b", "complaints", _passages(["We acknowledge every complaint within five working days."], "b")
+    )
+    sub = decision_features(matcher.index, [a, b])
+    alone = decision_features(matcher.index, [a])
+    assert sub[1, 0] > alone[1, 0]  # COMP-04's best evidence comes from the second document
+    result = matcher.decide([a, b], scope="submission").by_id()
+    assert {e.document for e in result["CONF-01"].evidence} <= {"conf.txt", "comp.txt"}
+    assert result["CONF-01"].evidence[0].document == "conf.txt"
+    assert result["COMP-04"].evidence[0].document == "comp.txt"
