@@ -48,6 +48,8 @@ PASSAGE_FEATURES = (
     "policy_type_match",
     "negation",
     "log_words",
+    "neighbour_lift",
+    "area_gap",
 )
 NEGATION = re.compile(
     r"\b(?:do|does|did|will|shall|can|is|are|was|were|would|should|must|have|has)\s+not\b"
@@ -102,6 +104,10 @@ class IndicatorIndex:
         self.el = encoder.encode(el_texts)
         self.desc = encoder.encode([ind.description for ind in inds])
         self.titles = encoder.encode([f"{catalogue.areas.get(ind.area, ind.area)}: {ind.title}" for ind in inds])
+        self.area_codes = sorted({ind.area for ind in inds})
+        self.area_members = [
+            np.array([i for i, ind in enumerate(inds) if ind.area == code]) for code in self.area_codes
+        ]
         self.n_elements = np.array([min(len(ind.elements), MAX_ELEMENTS) for ind in inds])
         self.term_patterns = [_terms_pattern(ind.key_terms) for ind in inds]
         bags = [" ".join([ind.title, ind.must_say, *ind.exemplars, *ind.key_terms]) for ind in inds]
@@ -164,11 +170,13 @@ def passage_features(
     doc_type: str,
     *,
     mask: Sequence[tuple[str, int] | None] | None = None,
+    sequential: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features (P, I, F) in ``PASSAGE_FEATURES`` order, and element similarities (P, I, MAX_ELEMENTS).
 
     ``mask`` (training only) names, per row, a catalogue sentence the row *is* (``("ex", k)``, ``("nm", k)``
     or ``("el", k)``), so a catalogue exemplar used as a training passage is not compared with itself.
+    ``sequential`` says the rows are consecutive passages of one document (so neighbours mean something).
     """
     n = index.n
     sim_ex = vectors @ index.ex.T
@@ -203,6 +211,19 @@ def passage_features(
     type_row = index.type_match[index._type_row.get(doc_type, index._type_row["other"])]
     negation = np.array([1.0 if NEGATION.search(t) else 0.0 for t in texts], dtype=np.float32)
     log_words = np.log1p(np.array([len(t.split()) for t in texts], dtype=np.float32))
+    # a short list item often only reads as evidence with the items around it
+    lift = np.zeros_like(ex_max)
+    if sequential and len(texts) > 1:
+        around = np.maximum(np.vstack([ex_max[1:], ex_max[-1:]]), np.vstack([ex_max[:1], ex_max[:-1]]))
+        lift = np.maximum(around - ex_max, 0.0)
+    # specificity inside the area: is this the passage's closest indicator among its neighbours in the catalogue?
+    area_gap = np.zeros_like(ex_max)
+    for members in index.area_members:
+        block = ex_max[:, members]
+        if len(members) > 1:
+            top2 = -np.sort(-block, axis=1)[:, :2]
+            best_other = np.where(block >= top2[:, :1], top2[:, 1:2], top2[:, :1])
+            area_gap[:, members] = block - best_other
     feats = np.stack(
         [
             ex_max,
@@ -221,6 +242,8 @@ def passage_features(
             np.broadcast_to(type_row[None, :], ex_max.shape),
             np.broadcast_to(negation[:, None], ex_max.shape),
             np.broadcast_to(log_words[:, None], ex_max.shape),
+            lift,
+            area_gap,
         ],
         axis=2,
     ).astype(np.float32)
@@ -230,11 +253,12 @@ def passage_features(
 class EvidenceModel:
     """Passage-level classifier: P(passage evidences indicator) from indicator-relative features."""
 
-    def __init__(self, C: float = 0.5, max_iter: int = 2000) -> None:
+    def __init__(self, C: float = 0.5, max_iter: int = 2000, class_weight: str | None = "balanced") -> None:
         self.C = C
         self.max_iter = max_iter
+        self.class_weight = class_weight
         self.model_ = make_pipeline(
-            StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, class_weight="balanced")
+            StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight)
         )
 
     def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> EvidenceModel:
@@ -261,6 +285,7 @@ DECISION_FEATURES = (
     "exemplar_max",
     "key_term_share",
     "policy_type_match",
+    "area_share",
 )
 
 
@@ -287,6 +312,10 @@ def decision_features(index: IndicatorIndex, docs: Sequence[ScoredDocument]) -> 
     type_match = np.max(
         [index.type_match[index._type_row.get(d.policy_type, index._type_row["other"])] for d in docs], axis=0
     )
+    # how much of the text is about this indicator's area: the share of passages whose closest indicator is in it
+    area_of = np.array([index.area_codes.index(ind.area) for ind in index.catalogue.indicators])
+    closest_area = area_of[np.argmax(ex, axis=1)]
+    area_share = np.array([(closest_area == a).mean() for a in area_of], dtype=np.float32)
     feats = np.stack(
         [
             top[0],
@@ -300,6 +329,7 @@ def decision_features(index: IndicatorIndex, docs: Sequence[ScoredDocument]) -> 
             ex.max(axis=0),
             term_share,
             type_match,
+            area_share,
         ],
         axis=1,
     ).astype(np.float32)

@@ -82,6 +82,7 @@ def catalogue_rows(index: IndicatorIndex) -> tuple[np.ndarray, np.ndarray, np.nd
             np.zeros(len(texts), dtype=np.float32),
             "other",
             mask=[(kind, k) for k in range(len(texts))],
+            sequential=False,
         )
         y = np.zeros((len(texts), index.n), dtype=np.int64)
         if positive:
