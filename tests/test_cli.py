@@ -1,0 +1,104 @@
+"""The qpm-screen CLI: exit codes, JSON shapes, and evaluation against labels."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.config import PROJECT_ROOT
+
+SAMPLES = PROJECT_ROOT / "sample_policies" / "docs"
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_extract_json_reports_good_and_bad_files_with_exit_code_3(tmp_path, capsys) -> None:
+    (tmp_path / "policy.txt").write_text("# Confidentiality\n\nWe keep what you tell us private.\n")
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.7\n garbage")
+    (tmp_path / "empty.docx").write_bytes(b"")
+    code, out, _ = _run(capsys, "extract", str(tmp_path), "--json")
+    assert code == 3
+    docs = {d["name"]: d for d in json.loads(out)["documents"]}
+    assert docs["policy.txt"]["error"] is None
+    passage = docs["policy.txt"]["passages"][0]
+    assert {"text", "page", "section", "start", "end", "boxes"} <= passage.keys()
+    assert passage["section"] == "Confidentiality"
+    assert "empty" in docs["empty.docx"]["error"]
+    assert docs["broken.pdf"]["error"]
+
+
+def test_extract_on_samples_is_all_good(capsys) -> None:
+    code, out, _ = _run(capsys, "extract", str(SAMPLES))
+    assert code == 0
+    assert "0 failed" in out
+
+
+def test_usage_errors_exit_2(tmp_path, capsys) -> None:
+    code, _, err = _run(capsys, "extract", str(tmp_path / "nope"))
+    assert code == 2 and "no such file" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == 2
+
+
+def test_indicators_commands(capsys) -> None:
+    code, out, _ = _run(capsys, "indicators", "list", "--json")
+    assert code == 0 and len(json.loads(out)) == 60
+    code, out, _ = _run(capsys, "indicators", "show", "CONF-02")
+    assert code == 0 and "Limits of confidentiality" in out and "What to add" in out
+    code, _, err = _run(capsys, "indicators", "show", "NOPE-99")
+    assert code == 2 and "NOPE-99" in err
+    code, out, _ = _run(capsys, "indicators", "validate")
+    assert code == 0 and "60 indicators, valid" in out
+
+
+@pytest.mark.slow
+def test_evaluate_prints_every_metric_and_writes_predictions(tmp_path, capsys) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    names = ["ferry-lane-volunteer-confidentiality-statement.txt", "hollins-park-community-association-complaints.pdf"]
+    for name in names:
+        shutil.copy(SAMPLES / name, docs / name)
+    labels = tmp_path / "labels.csv"
+    with open(PROJECT_ROOT / "sample_policies" / "labels.csv", newline="") as src, open(labels, "w", newline="") as dst:
+        rows = [r for r in csv.DictReader(src) if r["document"] in names]
+        writer = csv.DictWriter(dst, fieldnames=["document", "indicator", "expected", "evidence"])
+        writer.writeheader()
+        writer.writerows(rows)
+    predictions = tmp_path / "pred.csv"
+    code, out, _ = _run(capsys, "evaluate", str(docs), str(labels), "--json", "--predictions", str(predictions))
+    assert code == 0
+    report = json.loads(out)
+    for key in (
+        "macro_f1_3class",
+        "f1_met",
+        "f1_partial",
+        "f1_missing",
+        "coverage_precision",
+        "coverage_recall",
+        "coverage_f1",
+        "coverage_ap",
+        "missing_as_met_rate",
+        "evidence_hit_at_3",
+        "n_rows",
+        "confusion_matrix",
+        "per_indicator",
+        "keyword_baseline",
+    ):
+        assert key in report, key
+    assert report["n_rows"] == 120
+    assert 0.0 <= report["macro_f1_3class"] <= 1.0
+    pred_rows = list(csv.DictReader(predictions.open()))
+    assert len(pred_rows) == 120
+    assert {r["status"] for r in pred_rows} <= {"met", "partial", "missing"}
+    # the human-readable form shows the matcher beside the baseline
+    code, out, _ = _run(capsys, "evaluate", str(docs), str(labels))
+    assert "matcher" in out and "keywords" in out and "macro_f1_3class" in out

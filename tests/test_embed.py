@@ -1,0 +1,44 @@
+"""The packaged encoder loads offline, caches vectors on disk, and fails clearly when missing."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from pipeline.config import Settings
+from pipeline.embed import Encoder, model_path
+from pipeline.errors import ModelUnavailableError
+
+
+def test_hub_is_switched_off_for_the_whole_process() -> None:
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+def test_missing_model_package_gives_an_install_hint() -> None:
+    with pytest.raises(ModelUnavailableError, match="make install"):
+        model_path(Settings(embedding_package="no_such_model_package_xyz"))
+
+
+@pytest.mark.slow
+def test_vectors_are_unit_length_meaningful_and_cached(tmp_path) -> None:
+    settings = Settings()
+    cache = tmp_path / "emb.sqlite"
+    first = Encoder(settings, cache)
+    texts = [
+        "We will share information if someone is at risk of serious harm.",
+        "Information may be disclosed without consent where a person is in danger.",
+        "The car park is closed on Sundays.",
+    ]
+    vectors = first.encode(texts)
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+    assert first.encoded == 3
+    first.close()
+    second = Encoder(settings, cache)
+    again = second.encode(texts)
+    assert second.encoded == 0  # all three came from the disk cache
+    assert np.allclose(again, vectors)
