@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -337,13 +338,28 @@ def decision_features(index: IndicatorIndex, docs: Sequence[ScoredDocument]) -> 
 
 
 class DecisionModel:
-    """Indicator-level classifier over ``DECISION_FEATURES`` plus a learned offset per area."""
+    """Indicator-level classifier over ``DECISION_FEATURES`` plus a learned offset per area.
 
-    def __init__(self, areas: Sequence[str], C: float = 0.3, max_iter: int = 2000) -> None:
+    Gradient-boosted shallow trees: the decision depends on interactions (strong evidence for one element but
+    none for another means partial) that a linear model cannot express. Small and regularised, because it is
+    trained on a few thousand indicator rows.
+    """
+
+    def __init__(
+        self, areas: Sequence[str], max_iter: int = 150, learning_rate: float = 0.05, max_leaf_nodes: int = 8
+    ) -> None:
         self.areas = list(areas)
-        self.C = C
         self.max_iter = max_iter
-        self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.model_ = HistGradientBoostingClassifier(
+            max_iter=max_iter,
+            learning_rate=learning_rate,
+            max_leaf_nodes=max_leaf_nodes,
+            min_samples_leaf=20,
+            l2_regularization=1.0,
+            random_state=0,
+        )
 
     def _design(self, X: np.ndarray, areas: Sequence[str]) -> np.ndarray:
         onehot = np.zeros((len(areas), len(self.areas)), dtype=np.float32)
