@@ -50,7 +50,20 @@ class Settings:
     window_sentences: int = 3
     # Decision
     evidence_per_indicator: int = 3
-    batch_size: int = 64
+    batch_size: int = 16  # measured: 16 encodes policy passages faster than 64 here and peaks lower in memory
+    # Web app (``qpm-screen web``). The workspace database holds assessors' decisions: records, not a cache, so
+    # it lives under a data folder rather than ``cache_dir`` (which users may clear).
+    web_data_dir: Path = Path(os.path.expanduser("~/.local/share/qpm-screen"))
+    database_url: str = ""  # empty: SQLite file ``workspace.sqlite`` in web_data_dir; or any SQLAlchemy URL
+    web_host: str = "127.0.0.1"  # loopback only by default: nothing is reachable from other machines
+    web_port: int = 8000
+    web_secret_key_file: str = ""  # empty: ``secret_key`` in web_data_dir (created on first start, mode 0600)
+    web_temp_dir: str = ""  # empty: the system temporary folder; self-test uploads live here for one request
+    upload_max_file_mb: float = 20.0  # per uploaded file
+    upload_max_files: int = 10
+    upload_max_total_mb: float = 60.0  # all files of one upload together
+    web_concurrent_screens: int = 2  # self-tests screened at once; more wait their turn
+    web_session_hours: float = 8.0  # an assessor's sign-in lasts a working day
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

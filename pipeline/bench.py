@@ -1,0 +1,271 @@
+"""``qpm-screen bench``: performance figures for the whole screening path and for extraction alone.
+
+A benchmark prints figures; it is not a timed test. What is measured, and why that way:
+
+- The submission: four policies (confidentiality, safeguarding, complaints, equality) of ten PDF pages each,
+  rendered from the text of the sample policies. Text is never repeated verbatim (a repeat carries a copy
+  marker), because the embedding cache would otherwise make repeated passages free and flatter the figures.
+- ``prefect_start_seconds``: starting Prefect's embedded server (one trivial flow run).
+- ``cold_seconds``: the first screening in this process: empty caches, the embedding model and the matcher
+  loaded on the way.
+- ``warm_seconds``: the same submission again in the same process with all the work redone (no result cache,
+  no embedding cache) but the model already loaded: the steady cost of screening new documents.
+- ``bare_seconds``: the same work without Prefect: extraction and segmentation of each file, then one encode
+  call over all passages. ``overhead_ratio`` = warm / bare.
+- ``rerun_seconds``: the same submission once more, unchanged (everything cached).
+- ``batch_seconds`` / ``batch_rerun_seconds``: a batch of distinct submissions, then the same batch re-run.
+- ``peak_rss_mb``: the peak resident memory of this process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.ingest import FailedDocument, IngestedDocument, collect_files, ingest
+
+SAMPLES = PROJECT_ROOT / "sample_policies" / "docs"
+POLICY_TYPES = ("confidentiality", "safeguarding", "complaints", "equality")
+PAGES_PER_POLICY = 10
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB (Linux reports kilobytes, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if os.uname().sysname == "Darwin" else peak / 1024, 1)
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+# --- bench extract ------------------------------------------------------------------------------------------
+
+
+def bench_extract(settings: Settings, folder: Path = SAMPLES) -> dict[str, Any]:
+    """Pages/s and passages/s of extraction + segmentation over the sample policies, overall and by format."""
+    files = collect_files([folder])
+    if not files:
+        return {"error": f"no sample policies in {folder}"}
+    ingest(files[0], settings)  # load spaCy once, outside the timing
+    by_format: dict[str, dict[str, float]] = {}
+    total = {"files": 0.0, "pages": 0.0, "passages": 0.0, "seconds": 0.0}
+    failed = 0
+    for path in files:
+        start = time.perf_counter()
+        got = ingest(path, settings)
+        seconds = time.perf_counter() - start
+        if isinstance(got, FailedDocument):
+            failed += 1
+            continue
+        fmt = got.document.source_format
+        row = by_format.setdefault(fmt, {"files": 0.0, "pages": 0.0, "passages": 0.0, "seconds": 0.0})
+        for bucket in (row, total):
+            bucket["files"] += 1
+            bucket["pages"] += got.document.pages
+            bucket["passages"] += len(got.passages)
+            bucket["seconds"] += seconds
+    return {
+        "files": int(total["files"]),
+        "failed": failed,
+        "pages": int(total["pages"]),
+        "passages": int(total["passages"]),
+        "seconds": round(total["seconds"], 3),
+        "pages_per_second": round(total["pages"] / max(total["seconds"], 1e-9), 1),
+        "passages_per_second": round(total["passages"] / max(total["seconds"], 1e-9), 1),
+        "by_format": {
+            fmt: {
+                "files": int(r["files"]),
+                "pages": int(r["pages"]),
+                "pages_per_second": round(r["pages"] / max(r["seconds"], 1e-9), 1),
+                "passages_per_second": round(r["passages"] / max(r["seconds"], 1e-9), 1),
+            }
+            for fmt, r in sorted(by_format.items())
+        },
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+# --- building the benchmark submissions ---------------------------------------------------------------------
+
+
+def _sample_texts(settings: Settings) -> dict[str, list[list[tuple[str, str]]]]:
+    """Per policy type, each readable sample as ``(kind, text)`` blocks (kind: heading or paragraph)."""
+    out: dict[str, list[list[tuple[str, str]]]] = {t: [] for t in POLICY_TYPES}
+    for path in collect_files([SAMPLES]):
+        got = ingest(path, settings)
+        if not isinstance(got, IngestedDocument):
+            continue
+        doc = got.document
+        kind = doc.metadata.policy_type if doc.metadata.policy_type in out else "confidentiality"
+        blocks = [("heading" if b.kind == "heading" else "paragraph", doc.text[b.start : b.end]) for b in doc.blocks]
+        out[kind].append([(k, re.sub(r"\s+", " ", t).strip()) for k, t in blocks if t.strip()])
+    return out
+
+
+def render_pdf(path: Path, blocks: Sequence[tuple[str, str]], pages: int) -> int:
+    """Render blocks into a PDF of at least ``pages`` pages, repeating them (each repeat marked, so no passage is
+    identical); returns the page count. Needs reportlab (a dev dependency)."""
+    words_per_page = 420  # about 45 lines of 10 pt body text per A4 page; corrected below if it falls short
+    for _attempt in range(4):
+        got = _render_pdf(path, blocks, pages * words_per_page)
+        if got >= pages:
+            return got
+        words_per_page = int(words_per_page * pages / max(got, 1) * 1.02) + 1
+    return got
+
+
+def _render_pdf(path: Path, blocks: Sequence[tuple[str, str]], budget: int) -> int:
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import Paragraph, SimpleDocTemplate
+
+    styles = getSampleStyleSheet()
+    story: list[Any] = []
+    words = 0
+    copy = 1
+    while words < budget:
+        for kind, text in blocks:
+            marked = text if copy == 1 else f"{text} (copy {copy})"
+            style = styles["Heading2"] if kind == "heading" else styles["BodyText"]
+            story.append(Paragraph(escape(marked), style))
+            words += len(marked.split())
+            if words >= budget:
+                break
+        copy += 1
+    counter = {"pages": 0}
+
+    def count(canvas: Any, doc: Any) -> None:
+        counter["pages"] = doc.page
+
+    SimpleDocTemplate(str(path), pagesize=A4).build(story, onFirstPage=count, onLaterPages=count)
+    return counter["pages"]
+
+
+def build_submission(folder: Path, texts: dict[str, list[list[tuple[str, str]]]], *, pages: int, tag: str) -> int:
+    """Write one PDF per policy type into ``folder``; ``tag`` makes the content unique. Returns total pages."""
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for kind in POLICY_TYPES:
+        samples = texts.get(kind) or next(v for v in texts.values() if v)
+        blocks = [b for sample in samples for b in sample]
+        if tag:
+            blocks = [(k, f"{t} [{tag}]") if k == "paragraph" else (k, t) for k, t in blocks]
+        total += render_pdf(folder / f"{kind}-policy.pdf", blocks, pages)
+    return total
+
+
+# --- bench (all) --------------------------------------------------------------------------------------------
+
+
+def bare_cost(settings: Settings, folder: Path) -> tuple[float, int, int]:
+    """Seconds for extraction + segmentation of each file and one encode call over all passages (no Prefect),
+    with the model already loaded and no embedding cache; also pages and passages."""
+    from pipeline.embed import Encoder
+    from pipeline.match import passage_texts
+
+    def work() -> tuple[int, int]:
+        docs = [d for d in (ingest(p, settings) for p in collect_files([folder])) if isinstance(d, IngestedDocument)]
+        passages = [p for d in docs for p in d.passages]
+        Encoder(settings, None, batch_size=settings.batch_size).encode(passage_texts(passages))
+        return sum(d.document.pages for d in docs), len(passages)
+
+    seconds, (pages, passages) = _timed(work)
+    return seconds, pages, passages
+
+
+def bench_all(settings: Settings, *, batch_size: int = 20, progress: bool = False) -> dict[str, Any]:
+    """Every figure of ``qpm-screen bench`` (see the module docstring)."""
+    from pipeline import flows
+    from pipeline.embed import Encoder
+
+    def say(message: str) -> None:
+        if progress:
+            print(f"bench: {message}", flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="qpm-bench-"))
+    try:
+        cfg = replace(settings, cache_dir=work / "cache")
+        say("building the 40-page submission")
+        texts = _sample_texts(cfg)
+        submission = work / "in" / "bench-submission"
+        build_submission(submission, texts, pages=PAGES_PER_POLICY, tag="")
+        figures: dict[str, Any] = {}
+        with flows.prefect_runtime():
+            say("starting Prefect")
+            figures["prefect_start_seconds"] = round(_timed(_trivial_flow)[0], 2)
+            say("cold run")
+            cold, outcome = _timed(lambda: flows.run_screen([str(submission)], work / "out" / "cold", cfg))
+            if outcome.report is None:
+                return {"error": outcome.error}
+            pages = sum(d["pages"] for d in outcome.report["documents"])
+            passages = sum(d["passages"] for d in outcome.report["documents"])
+            say("warm run (all work redone, model loaded)")
+            matcher, _ = flows.get_matcher(cfg)
+            disk_encoder = matcher.encoder
+            matcher.encoder = Encoder(cfg, None, batch_size=cfg.batch_size)  # no embedding cache for this run
+            try:
+                warm, _ = _timed(lambda: flows.run_screen([str(submission)], work / "out" / "warm", cfg, refresh=True))
+            finally:
+                matcher.encoder = disk_encoder
+            say("bare cost")
+            bare, bare_pages, bare_passages = bare_cost(cfg, submission)
+            say("unchanged re-run")
+            rerun, _ = _timed(lambda: flows.run_screen([str(submission)], work / "out" / "warm", cfg))
+            say(f"building a batch of {batch_size} submissions")
+            batch_dir = work / "in" / "batch"
+            batch_pages = 0
+            for n in range(batch_size):
+                batch_pages += build_submission(batch_dir / f"provider-{n + 1:02d}", texts, pages=1, tag=f"p{n + 1}")
+            say("batch run")
+            batch_seconds, _ = _timed(lambda: flows.run_batch(batch_dir, work / "out" / "batch", cfg))
+            say("batch re-run")
+            batch_rerun, _ = _timed(lambda: flows.run_batch(batch_dir, work / "out" / "batch", cfg))
+        figures.update(
+            {
+                "cold_seconds": round(cold, 2),
+                "warm_seconds": round(warm, 2),
+                "bare_seconds": round(bare, 2),
+                "overhead_ratio": round(warm / bare, 2) if bare else None,
+                "rerun_seconds": round(rerun, 2),
+                "documents": len(outcome.report["documents"]),
+                "pages": pages,
+                "pages_per_second": round(pages / warm, 1),
+                "passages": passages,
+                "passages_per_second": round(passages / warm, 1),
+                "bare_pages": bare_pages,
+                "bare_passages": bare_passages,
+                "peak_rss_mb": peak_rss_mb(),
+                "batch_submissions": batch_size,
+                "batch_pages": batch_pages,
+                "batch_seconds": round(batch_seconds, 2),
+                "batch_seconds_per_page": round(batch_seconds / max(batch_pages, 1), 3),
+                "batch_rerun_seconds": round(batch_rerun, 2),
+                "batch_rerun_ratio": round(batch_rerun / batch_seconds, 3) if batch_seconds else None,
+            }
+        )
+        return figures
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _trivial_flow() -> None:
+    from prefect import flow
+
+    @flow(name="qpm-bench-start")
+    def start() -> int:
+        return 1
+
+    start()

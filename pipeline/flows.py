@@ -1,0 +1,881 @@
+"""Prefect 3 flows: thin orchestration over the plain pipeline functions.
+
+``screen_submission`` screens one submission (a folder, a .zip, or a list of files): one task per document for
+ingestion (extraction + segmentation), one per document for scoring, then the decision over the whole
+submission, report writing and two Prefect artifacts (a coverage table and a markdown summary).
+``screen_batch`` runs one ``screen_submission`` per entry of a batch folder (sub-folders and zips) with bounded
+concurrency; a submission that fails is recorded and the others go on.
+
+Why it is shaped like this:
+
+- Prefect's per-task overhead is tens of milliseconds, so tasks are per document, never per passage.
+- Ingest and score results are cached and persisted under ``Settings.cache_dir`` with keys built from the file's
+  content hash, the code version, the settings that change the result, and (for scoring) the catalogue
+  fingerprint and the trained model's id. Re-running after a crash, or after one provider adds a document, does
+  only the new work. The ingest key also holds the run date, because "out of date" is judged against today.
+- A submission whose ``report.json`` already carries the same input key is not screened again (its outputs are
+  complete: ``report.json`` is always written last). That makes a re-run of an unchanged batch cost little more
+  than hashing its files.
+- Retries are for transient errors only (a file locked by another program, a workbook open in Excel): a bad
+  file is never retried, it comes back from :func:`pipeline.ingest.ingest` as a ``FailedDocument``.
+- Loading the trained matcher costs seconds, so it is built once per process (:func:`get_matcher`).
+
+Prefect runs embedded by default (its ephemeral mode: no server to start). ``PREFECT_HOME`` defaults to a folder
+under ``Settings.cache_dir`` so runs never touch a user's other Prefect projects. Both must be decided before
+Prefect is imported, which is why this module sets them at the top.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pipeline.config import Settings
+
+# Decided before the first import of prefect, which reads its settings once at import time.
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = str(Settings.from_env().cache_dir / "prefect")
+# Prefect creates its home without parents and then fails to open its database: create the whole path.
+if not os.path.isdir(os.path.expanduser(os.environ["PREFECT_HOME"])):
+    os.makedirs(os.path.expanduser(os.environ["PREFECT_HOME"]), exist_ok=True)
+# The first start of the embedded server in a new PREFECT_HOME was measured at 7-25 s here (migrations).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+import contextlib
+import contextvars
+import dataclasses
+import functools
+import hashlib
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import TaskRunContext
+from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pipeline import __version__
+from pipeline.catalogue import Catalogue
+from pipeline.errors import DocumentError, ModelUnavailableError
+from pipeline.ingest import FailedDocument, IngestedDocument, collect_files, ingest
+from pipeline.match import Matcher, ScoredDocument
+from pipeline.report import (
+    REPORT_FILE,
+    BatchEntry,
+    RunInfo,
+    build_report,
+    read_report,
+    utc_now,
+    write_batch_summary,
+    write_submission_reports,
+)
+from pipeline.screen import SubmissionResult, build_matcher
+from pipeline.train import MODEL_FILE
+from pipeline.unpack import RefusedMember, is_zip_submission, unpack_zip
+
+# Settings that change what ingestion produces, and those that change what matching produces.
+INGEST_FIELDS = (
+    "max_file_mb",
+    "max_pages",
+    "max_uncompressed_mb",
+    "convert_timeout_s",
+    "max_passage_words",
+    "window_sentences",
+    "spacy_model",
+)
+MATCH_FIELDS = ("embedding_model_id", "evidence_per_indicator")
+
+# --- fingerprints -------------------------------------------------------------------------------------------
+
+
+# The source files each kind of result depends on. Hashing only these (not the whole package) keeps, say, a web
+# page edit from invalidating every cached extraction.
+INGEST_SOURCES = ("config.py", "errors.py", "document.py", "extract", "segment.py", "ingest.py")
+SCORE_SOURCES = (*INGEST_SOURCES, "catalogue.py", "coverage.py", "embed.py", "match.py", "screen.py", "train.py")
+OUTPUT_SOURCES = (*SCORE_SOURCES, "report.py", "flows.py", "unpack.py", "evidence_map.py", "highlight.py", "templates")
+
+
+@functools.cache
+def code_version(sources: tuple[str, ...] = OUTPUT_SOURCES) -> str:
+    """The package version plus a hash of the named source files and folders (relative to the package), so a
+    code change invalidates exactly the cached results it can affect."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in sources:
+        target = root / name
+        files = sorted(target.rglob("*")) if target.is_dir() else [target]
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root)).encode())
+                digest.update(path.read_bytes())
+    return f"{__version__}+{digest.hexdigest()[:12]}"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's content, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def settings_fingerprint(settings: Settings, names: Sequence[str]) -> str:
+    """A short hash of the named settings."""
+    payload = "|".join(f"{n}={getattr(settings, n)!r}" for n in names)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+@functools.cache
+def _file_id(path: str, mtime_ns: int, size: int) -> str:
+    return sha256_file(Path(path))[:12]
+
+
+def trained_model_id(settings: Settings) -> str:
+    """``<embedding model>@<hash of the trained matcher file>``; changes whenever the matcher is retrained."""
+    path = settings.models_dir / MODEL_FILE
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ModelUnavailableError(f"no trained matcher at {path}: run `qpm-screen train` (or `make train`)") from exc
+    return f"{settings.embedding_model_id}@{_file_id(str(path), st.st_mtime_ns, st.st_size)}"
+
+
+# --- the matcher, once per process --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatcherSource:
+    """How to build the matcher and name its model. Tests swap in a small one with :func:`use_matcher_source`."""
+
+    build: Callable[[Settings], Matcher]
+    model_id: Callable[[Settings], str]
+
+
+DEFAULT_MATCHER_SOURCE = MatcherSource(build=lambda s: build_matcher(s), model_id=trained_model_id)
+_source = DEFAULT_MATCHER_SOURCE
+_matchers: dict[tuple[Settings, str], tuple[Matcher, threading.Lock]] = {}
+_matchers_lock = threading.Lock()
+
+
+def use_matcher_source(source: MatcherSource | None) -> None:
+    """Replace (or with None restore) how matchers are built; clears the per-process cache."""
+    global _source
+    with _matchers_lock:
+        _source = source or DEFAULT_MATCHER_SOURCE
+        _matchers.clear()
+
+
+def model_id(settings: Settings) -> str:
+    """The id of the model that will score documents under ``settings``."""
+    return _source.model_id(settings)
+
+
+def get_matcher(settings: Settings) -> tuple[Matcher, threading.Lock]:
+    """The matcher for ``settings``, built on first use in this process, and a lock to use it under.
+
+    The lock serialises scoring in one process: the encoder's SQLite cache is one connection, and torch already
+    spreads a single encode over every core, so running two at once would gain nothing.
+    """
+    key = (settings, model_id(settings))
+    with _matchers_lock:
+        if key not in _matchers:
+            _matchers[key] = (_source.build(settings), threading.Lock())
+        return _matchers[key]
+
+
+# --- settings as flow parameters ----------------------------------------------------------------------------
+
+
+def settings_to_params(settings: Settings) -> dict[str, str]:
+    """Settings as plain strings, so flow parameters stay JSON (they are shown and editable in the Prefect UI)."""
+    return {f.name: str(getattr(settings, f.name)) for f in fields(settings)}
+
+
+def settings_from_params(params: dict[str, Any] | None) -> Settings:
+    """The inverse of :func:`settings_to_params`; missing keys fall back to the environment and defaults."""
+    base = Settings.from_env()
+    if not params:
+        return base
+    values: dict[str, Any] = {}
+    for f in fields(base):
+        if f.name in params and params[f.name] is not None:
+            current = getattr(base, f.name)
+            raw = params[f.name]
+            values[f.name] = Path(raw) if isinstance(current, Path) else type(current)(raw)
+    return dataclasses.replace(base, **values)
+
+
+# --- progress events (in-process listeners, e.g. the CLI's progress bar) -------------------------------------
+
+ProgressListener = Callable[[str, dict[str, Any]], None]
+_listeners: list[ProgressListener] = []
+
+
+@contextlib.contextmanager
+def progress_listener(listener: ProgressListener) -> Iterator[None]:
+    """Receive ``(event, details)`` while the block runs: ``documents`` (total), ``document``, ``submission``."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
+def _emit(event: str, **details: Any) -> None:
+    for listener in list(_listeners):
+        with contextlib.suppress(Exception):  # a display problem must never stop screening
+            listener(event, details)
+
+
+# --- tasks --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DocumentJob:
+    """One file to screen and everything its cache keys need (computed once, in the flow)."""
+
+    path: str
+    name: str
+    sha256: str
+    settings: Settings
+    code: str  # code_version(SCORE_SOURCES)
+    model: str
+    catalogue: str
+    today: date
+
+
+def _ingest_key(context: TaskRunContext, params: dict[str, Any]) -> str:
+    job: DocumentJob = params["job"]
+    parts = (
+        job.sha256,
+        job.name,
+        code_version(INGEST_SOURCES),
+        settings_fingerprint(job.settings, INGEST_FIELDS),
+        job.today.isoformat(),
+    )
+    return "qpm-ingest-" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _score_key(context: TaskRunContext, params: dict[str, Any]) -> str:
+    job: DocumentJob = params["job"]
+    parts = (
+        job.sha256,
+        job.name,
+        job.code,
+        settings_fingerprint(job.settings, INGEST_FIELDS + MATCH_FIELDS),
+        job.catalogue,
+        job.model,
+    )
+    return "qpm-score-" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only OS-level errors (a busy or locked file), never a document problem or a bug."""
+    try:
+        state.result()
+    except DocumentError:
+        return False
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="ingest",
+    task_run_name="ingest {job.name}",
+    cache_key_fn=_ingest_key,
+    persist_result=True,
+    cache_result_in_memory=False,  # persisted on disk; a large batch must not hold every document in memory
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=_transient,
+)
+def ingest_task(job: DocumentJob) -> IngestedDocument | FailedDocument:
+    """Extract and segment one file (a bad file comes back as a ``FailedDocument``, never an exception)."""
+    path = Path(job.path)
+    # Opening first turns a file locked by another program into an OSError here, which is retried, rather than
+    # a "could not be read" result that would be cached.
+    with open(path, "rb"):
+        pass
+    return ingest(path, job.settings, today=job.today)
+
+
+@task(
+    name="score",
+    task_run_name="score {job.name}",
+    cache_key_fn=_score_key,
+    persist_result=True,
+    cache_result_in_memory=False,
+)
+def score_task(job: DocumentJob, ingested: IngestedDocument) -> ScoredDocument:
+    """Score every passage of one document against every indicator."""
+    matcher, lock = get_matcher(job.settings)
+    doc = ingested.document
+    with lock:
+        return matcher.score_document(doc.name, doc.doc_id, doc.metadata.policy_type, ingested.passages)
+
+
+@task(name="write reports", retries=3, retry_delay_seconds=2, retry_condition_fn=_transient)
+def write_task(result: SubmissionResult, report: dict[str, Any], out_dir: str) -> list[str]:
+    """Write the submission's files (retried when e.g. the workbook is open in Excel and cannot be replaced)."""
+    return [str(p) for p in write_submission_reports(result, report, Path(out_dir))]
+
+
+def _with_storage(settings: Settings, refresh: bool) -> tuple[Any, Any, Any]:
+    storage = settings.cache_dir / "results"
+    return (
+        ingest_task.with_options(result_storage=storage, refresh_cache=refresh),
+        score_task.with_options(result_storage=storage, refresh_cache=refresh),
+        write_task,
+    )
+
+
+# --- sources ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ResolvedSource:
+    """The files of one submission, ready to screen."""
+
+    files: list[Path]
+    refused: list[RefusedMember] = field(default_factory=list)
+    work_dir: Path | None = None  # to delete after the run
+
+
+def submission_name(sources: Sequence[str]) -> str:
+    """A name for a submission: the folder or zip's name, or the folder holding the first file named."""
+    first = Path(sources[0])
+    if len(sources) == 1 and (first.is_dir() or first.suffix.lower() == ".zip"):
+        return first.stem if first.is_file() else first.resolve().name
+    return first.resolve().parent.name or "submission"
+
+
+def resolve_source(sources: Sequence[str], settings: Settings) -> ResolvedSource:
+    """Files to screen for ``sources`` (folders, zips, files); zips are unpacked into a fresh work folder.
+
+    Raises ``DocumentError`` when a zip named directly is refused as a whole.
+    """
+    resolved = ResolvedSource(files=[])
+    archives = 0
+    for path in collect_files([Path(s) for s in sources]):
+        if not is_zip_submission(path):
+            resolved.files.append(path)
+            continue
+        if resolved.work_dir is None:  # outside every input folder, and unique to this run
+            resolved.work_dir = settings.cache_dir / "work" / uuid.uuid4().hex
+        archives += 1
+        dest = resolved.work_dir / str(archives)
+        try:
+            unpacked = unpack_zip(path, dest, settings)
+        except DocumentError as exc:
+            if len(sources) == 1 and Path(sources[0]) == path:
+                raise
+            resolved.refused.append(RefusedMember(path.name, exc.code, exc.args[0] if exc.args else str(exc)))
+            continue
+        resolved.files.extend(sorted(unpacked.files))
+        resolved.refused.extend(RefusedMember(f"{path.name}/{r.name}", r.code, r.message) for r in unpacked.refused)
+    return resolved
+
+
+def slug(text: str) -> str:
+    """Lowercase letters, digits and dashes (what Prefect artifact keys accept)."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-") or "submission"
+
+
+# --- artifacts ----------------------------------------------------------------------------------------------
+
+
+def _artifacts(name: str, report: dict[str, Any], out_dir: Path) -> None:
+    key = slug(name)[:60]
+    table = [
+        {
+            "indicator": i["id"],
+            "area": i["area"],
+            "level": i["level"],
+            "status": i["status"],
+            "score": i["score"],
+            "title": i["title"],
+            "evidence": "; ".join(e["reference"] for e in i["evidence"]),
+        }
+        for i in report["indicators"]
+    ]
+    create_table_artifact(table=table, key=f"coverage-{key}", description=f"QPM coverage for {name}")
+    summary = report["summary"]
+    lines = [
+        f"# {name}: {summary['verdict']}",
+        "",
+        f"Catalogue {report['catalogue']['id']} {report['catalogue']['version']}, model {report['model']['id']}, "
+        f"tool {report['tool']['version']}. Reports in `{out_dir}`.",
+        "",
+        "| Area | Met | Partial | Missing |",
+        "|---|---:|---:|---:|",
+        *(f"| {a['area_name']} | {a['met']} | {a['partial']} | {a['missing']} |" for a in summary["by_area"]),
+        "",
+    ]
+    if summary["essential_missing"]:
+        lines.append("**Essential indicators missing:** " + ", ".join(summary["essential_missing"]))
+    for doc in report["documents"]:
+        flags = ", ".join(doc["warnings"]) or "no warnings"
+        lines.append(f"- {_md(doc['name'])}: {doc['detected_type']}, {doc['pages']} page(s); {_md(flags)}")
+    for err in report["errors"]:
+        lines.append(f"- **not read** {_md(err['name'])}: {_md(err['message'])}")
+    create_markdown_artifact(markdown="\n".join(lines), key=f"summary-{key}", description=f"Summary for {name}")
+
+
+def _md(text: str) -> str:
+    """Markdown-inert text: file names and messages come from providers."""
+    return re.sub(r"([\\`*_{}\[\]<>()#+!|])", r"\\\1", text)
+
+
+# --- screen_submission --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SubmissionOutcome:
+    """What happened to one submission."""
+
+    name: str
+    out_dir: str
+    report: dict[str, Any] | None = None
+    error: str | None = None  # the whole submission could not be screened
+    error_code: str | None = None
+    written: list[str] = field(default_factory=list)
+    reused: bool = False  # outputs from an earlier run with the same inputs were kept
+
+    @property
+    def failed_files(self) -> list[dict[str, str]]:
+        """Files (or archive members) that could not be read."""
+        return list(self.report["errors"]) if self.report else []
+
+
+def input_key(jobs: Sequence[DocumentJob], refused: Sequence[RefusedMember], settings: Settings) -> str:
+    """Fingerprint of everything a submission's outputs depend on."""
+    if not jobs:
+        parts = ["empty"]
+    else:
+        j = jobs[0]
+        parts = [code_version(OUTPUT_SOURCES), j.model, j.catalogue, j.today.isoformat()]
+    parts.append(settings_fingerprint(settings, INGEST_FIELDS + MATCH_FIELDS))
+    parts.extend(f"{j.name}:{j.sha256}" for j in jobs)
+    parts.extend(f"refused:{r.name}:{r.code}" for r in refused)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def _catalogue(settings: Settings) -> Catalogue:
+    matcher, _ = get_matcher(settings)
+    return matcher.catalogue
+
+
+@flow(name="screen-submission", flow_run_name="screen {name}", validate_parameters=False)
+def screen_submission(
+    source: str | list[str],
+    out_dir: str,
+    name: str | None = None,
+    settings: dict[str, Any] | None = None,
+    refresh: bool = False,
+    today: str | None = None,
+) -> SubmissionOutcome:
+    """Screen one submission (a folder, a .zip, or a list of files) and write its reports into ``out_dir``.
+
+    Args:
+        source: a folder, a zip, a file, or a list of files and folders: together, one provider's submission.
+        out_dir: where report.json, coverage.csv and coverage.xlsx go (created; never inside an input folder).
+        name: the submission's name in reports (default: the folder or zip name).
+        settings: ``Settings`` fields as strings (see :func:`settings_to_params`); the rest from the environment.
+        refresh: ignore cached results and earlier outputs; do all the work again.
+        today: ISO date that "out of date" review dates are judged against (default: today).
+    """
+    sources = [source] if isinstance(source, str) else list(source)
+    cfg = settings_from_params(settings)
+    name = name or submission_name(sources)
+    out = Path(out_dir)
+    started = utc_now()
+    run_date = date.fromisoformat(today) if today else date.today()
+    logger = get_run_logger()
+    try:
+        resolved = resolve_source(sources, cfg)
+    except DocumentError as exc:
+        logger.warning("%s could not be unpacked: %s", name, exc)
+        return SubmissionOutcome(name=name, out_dir=str(out), error=exc.args[0], error_code=exc.code)
+    try:
+        return _screen_resolved(name, sources, resolved, out, cfg, refresh, run_date, started)
+    finally:
+        if resolved.work_dir is not None:
+            shutil.rmtree(resolved.work_dir, ignore_errors=True)
+
+
+@dataclass
+class Plan:
+    """The documents of a submission with their cache-key inputs, and the submission's input key."""
+
+    jobs: list[DocumentJob]
+    refused: list[RefusedMember]
+    failures: list[FailedDocument]
+    key: str
+
+
+def plan_jobs(resolved: ResolvedSource, cfg: Settings, run_date: date) -> Plan:
+    """Hash every file once; drop exact duplicates (their evidence would count twice); compute the input key."""
+    code, model = code_version(SCORE_SOURCES), model_id(cfg)
+    catalogue_fp = get_matcher(cfg)[0].catalogue.fingerprint()
+    jobs: list[DocumentJob] = []
+    refused = list(resolved.refused)
+    failures: list[FailedDocument] = []
+    seen: dict[str, str] = {}
+    for path in resolved.files:
+        try:
+            digest = sha256_file(path)
+        except OSError as exc:
+            failures.append(FailedDocument(path.name, str(path), "unreadable", f"could not be opened ({exc.strerror})"))
+            continue
+        if digest in seen:
+            refused.append(RefusedMember(path.name, "duplicate", f"same content as {seen[digest]}; screened once"))
+            continue
+        seen[digest] = path.name
+        jobs.append(DocumentJob(str(path), path.name, digest, cfg, code, model, catalogue_fp, run_date))
+    return Plan(jobs, refused, failures, input_key(jobs, refused, cfg))
+
+
+def reusable_report(plan: Plan, out: Path) -> dict[str, Any] | None:
+    """The complete report already in ``out`` if it was made from exactly these inputs, else None."""
+    previous = read_report(out / REPORT_FILE)
+    if previous is not None and previous.get("submission", {}).get("input_key") == plan.key and not plan.failures:
+        return previous
+    return None
+
+
+def unchanged_outcome(name: str, source: Path, out: Path, cfg: Settings, run_date: date) -> SubmissionOutcome | None:
+    """For a batch: the kept outcome of a submission whose inputs have not changed, without starting a subflow.
+
+    Saves the fixed cost of a flow run per submission when an unchanged batch is re-run.
+    """
+    if not (out / REPORT_FILE).exists():
+        return None
+    try:
+        resolved = resolve_source([str(source)], cfg)
+    except DocumentError:
+        return None  # the subflow reports it
+    try:
+        previous = reusable_report(plan_jobs(resolved, cfg, run_date), out)
+    finally:
+        if resolved.work_dir is not None:
+            shutil.rmtree(resolved.work_dir, ignore_errors=True)
+    if previous is None:
+        return None
+    _emit("submission", name=name, reused=True, documents=len(previous.get("documents", [])))
+    return SubmissionOutcome(name=name, out_dir=str(out), report=previous, reused=True)
+
+
+def _screen_resolved(
+    name: str,
+    sources: Sequence[str],
+    resolved: ResolvedSource,
+    out: Path,
+    cfg: Settings,
+    refresh: bool,
+    run_date: date,
+    started: Any,
+) -> SubmissionOutcome:
+    logger = get_run_logger()
+    matcher, _ = get_matcher(cfg)
+    plan = plan_jobs(resolved, cfg, run_date)
+    jobs, refused, failures, key = plan.jobs, plan.refused, plan.failures, plan.key
+    previous = None if refresh else reusable_report(plan, out)
+    if previous is not None:
+        logger.info("%s: unchanged since the last run, outputs kept", name)
+        _emit("submission", name=name, reused=True, documents=len(jobs))
+        return SubmissionOutcome(name=name, out_dir=str(out), report=previous, reused=True)
+
+    ingest_t, score_t, write_t = _with_storage(cfg, refresh)
+    _emit("documents", name=name, total=len(jobs))
+    ingest_futures = [ingest_t.submit(job) for job in jobs]
+    documents: list[IngestedDocument] = []
+    score_futures = []
+    for job, fut in zip(jobs, ingest_futures, strict=True):
+        got = fut.result()
+        if isinstance(got, FailedDocument):
+            got = dataclasses.replace(got, path=job.path)
+            failures.append(got)
+            _emit("document", name=job.name, ok=False)
+            continue
+        # A cached result remembers where the file was last time (a zip's work folder is new on every run);
+        # later writers (highlighted originals) need where it is now.
+        got = IngestedDocument(document=dataclasses.replace(got.document, path=job.path), passages=got.passages)
+        documents.append(got)
+        score_futures.append((job, score_t.submit(job, got)))
+    scored: list[ScoredDocument] = []
+    for job, sfut in score_futures:
+        scored.append(sfut.result())
+        _emit("document", name=job.name, ok=True)
+    # Deciding is cheap and needs every document of the submission at once: it runs here, not as a task.
+    per_document = [matcher.decide([s], scope=s.name) for s in scored]
+    result = SubmissionResult(
+        name=name,
+        documents=documents,
+        failures=failures,
+        per_document=per_document,
+        submission=matcher.decide(scored, scope="submission"),
+        scored=scored,
+    )
+    run = RunInfo(
+        submission=name,
+        source=", ".join(sources),
+        model_id=model_id(cfg),
+        input_key=key,
+        started_at=started,
+        finished_at=utc_now(),
+        refused=tuple((r.name, r.code, r.message) for r in refused if r.code != "duplicate"),
+    )
+    report = build_report(result, matcher.catalogue, run)
+    report["skipped"] = [{"name": r.name, "reason": r.message} for r in refused if r.code == "duplicate"]
+    written = write_t(result, report, str(out))
+    try:
+        _artifacts(name, report, out)
+    except Exception as exc:  # the UI summary is a convenience; never lose a finished report over it
+        logger.warning("could not create Prefect artifacts for %s: %s", name, exc)
+    _emit("submission", name=name, reused=False, documents=len(jobs))
+    return SubmissionOutcome(name=name, out_dir=str(out), report=report, written=written)
+
+
+# --- screen_batch -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchOutcome:
+    """Every submission of a batch and the summary files."""
+
+    outcomes: list[SubmissionOutcome]
+    summary_files: list[str]
+
+    @property
+    def failed(self) -> bool:
+        """True when any submission or file could not be screened."""
+        return any(o.error or o.failed_files for o in self.outcomes)
+
+
+def batch_entries(batch_dir: Path) -> list[tuple[str, Path | None, str | None]]:
+    """``(name, path, problem)`` for each entry of a batch folder: sub-folders and zips are submissions.
+
+    Names are unique output folder names; a loose file that is not a zip is reported as a problem.
+    """
+    out: list[tuple[str, Path | None, str | None]] = []
+    used: set[str] = set()
+    for entry in sorted(batch_dir.iterdir(), key=lambda p: p.name.casefold()):
+        if entry.name.startswith(".") or entry.name.lower() in ("thumbs.db", "desktop.ini"):
+            continue
+        base = entry.name if entry.is_dir() else entry.stem
+        name = base
+        n = 2
+        while name.casefold() in used:  # "acme/" and "acme.zip" must not share an output folder
+            name = f"{base}-{n}"
+            n += 1
+        used.add(name.casefold())
+        if entry.is_dir() or is_zip_submission(entry):
+            out.append((name, entry, None))
+        else:
+            out.append((name, None, f"{entry.name} is not a submission: put each provider's files in a folder or zip"))
+    return out
+
+
+@flow(name="screen-batch", flow_run_name="batch {batch_dir}", validate_parameters=False)
+def screen_batch(
+    batch_dir: str,
+    out_dir: str,
+    concurrency: int = 2,
+    settings: dict[str, Any] | None = None,
+    refresh: bool = False,
+    dask_address: str | None = None,
+    today: str | None = None,
+) -> BatchOutcome:
+    """Screen every submission in ``batch_dir`` (sub-folders and zips) into ``out_dir/<name>/``, then write
+    ``batch-summary.csv`` and ``batch-summary.xlsx`` into ``out_dir``.
+
+    At most ``concurrency`` submissions run at once; one failing never stops the others.
+    ``dask_address`` sends document tasks to a Dask cluster (``tcp://host:8786``).
+    """
+    cfg = settings_from_params(settings)
+    out = Path(out_dir)
+    logger = get_run_logger()
+    entries = batch_entries(Path(batch_dir))
+    sub = screen_submission.with_options(task_runner=make_task_runner(dask_address))
+
+    run_date = date.fromisoformat(today) if today else date.today()
+
+    def run_one(name: str, path: Path) -> SubmissionOutcome:
+        try:
+            kept = None if refresh else unchanged_outcome(name, path, out / name, cfg, run_date)
+            if kept is not None:
+                return kept
+            return sub(
+                source=str(path),
+                out_dir=str(out / name),
+                name=name,
+                settings=settings,
+                refresh=refresh,
+                today=today,
+            )
+        except Exception as exc:  # a bug or a broken environment in one submission must not stop the batch
+            logger.error("submission %s failed: %s: %s", name, type(exc).__name__, exc)
+            return SubmissionOutcome(
+                name=name,
+                out_dir=str(out / name),
+                error=f"internal error: {type(exc).__name__}: {exc}",
+                error_code="internal",
+            )
+
+    outcomes: dict[str, SubmissionOutcome] = {}
+    _emit("submissions", total=len(entries))
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="qpm-submission") as pool:
+        # Each thread runs its subflow in a copy of this flow's context, so Prefect links it as a child run.
+        futures = {
+            name: pool.submit(contextvars.copy_context().run, run_one, name, path)
+            for name, path, problem in entries
+            if path is not None and problem is None
+        }
+        for name, _path, problem in entries:
+            if problem is not None:
+                outcomes[name] = SubmissionOutcome(name=name, out_dir="", error=problem, error_code="not_a_submission")
+        for name, fut in futures.items():
+            outcomes[name] = fut.result()
+    ordered = [outcomes[name] for name, _, _ in entries]
+    catalogue = _catalogue(cfg)
+    summary = write_batch_summary(
+        [
+            BatchEntry(
+                name=o.name,
+                report=o.report,
+                out_dir=Path(o.out_dir) if o.report else None,
+                error=o.error,
+                error_code=o.error_code,
+            )
+            for o in ordered
+        ],
+        catalogue,
+        out,
+    )
+    return BatchOutcome(outcomes=ordered, summary_files=[str(p) for p in summary])
+
+
+# --- running the flows --------------------------------------------------------------------------------------
+
+
+def make_task_runner(dask_address: str | None) -> Any:
+    """A thread pool by default; a Dask runner connected to ``dask_address`` when one is given."""
+    if dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=dask_address)
+    # Ingestion is mostly Python (the GIL) and scoring is serialised per process: two threads keep one
+    # document extracting while another is scored.
+    return ThreadPoolTaskRunner(max_workers=2)
+
+
+@contextlib.contextmanager
+def local_dask_cluster(workers: int | None) -> Iterator[str | None]:
+    """Start a local Dask cluster of ``workers`` processes for the block and yield its address (None for 0)."""
+    if not workers:
+        yield None
+        return
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        yield str(cluster.scheduler_address)
+    finally:
+        cluster.close()
+
+
+@contextlib.contextmanager
+def prefect_runtime() -> Iterator[None]:
+    """Settings for a run in this process: with the embedded server, no flow-run heartbeats.
+
+    Heartbeats let a Prefect server notice crashed runs of a worker; with the embedded server nobody listens,
+    and each flow run would wait up to a second for its heartbeat thread to stop.
+    """
+    if PREFECT_API_URL.value():
+        yield
+        return
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def run_screen(
+    sources: Sequence[str],
+    out_dir: Path,
+    settings: Settings,
+    *,
+    name: str | None = None,
+    workers: int | None = None,
+    dask_address: str | None = None,
+    refresh: bool = False,
+) -> SubmissionOutcome:
+    """Screen one submission from plain Python (the CLI's ``screen``)."""
+    with prefect_runtime(), local_dask_cluster(workers if not dask_address else None) as local:
+        flow_fn = screen_submission.with_options(task_runner=make_task_runner(dask_address or local))
+        return flow_fn(
+            source=list(sources),
+            out_dir=str(out_dir),
+            name=name or submission_name(sources),
+            settings=settings_to_params(settings),
+            refresh=refresh,
+        )
+
+
+def run_batch(
+    batch_dir: Path,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    concurrency: int = 2,
+    workers: int | None = None,
+    dask_address: str | None = None,
+    refresh: bool = False,
+) -> BatchOutcome:
+    """Screen a batch folder from plain Python (the CLI's ``batch``)."""
+    with prefect_runtime(), local_dask_cluster(workers if not dask_address else None) as local:
+        return screen_batch(
+            batch_dir=str(batch_dir),
+            out_dir=str(out_dir),
+            concurrency=concurrency,
+            settings=settings_to_params(settings),
+            refresh=refresh,
+            dask_address=dask_address or local,
+        )
+
+
+def build_deployments(out_dir: str, settings: Settings) -> list[Any]:
+    """Deployments of both flows for ``flow.serve``-style serving (``qpm-screen serve``)."""
+    params = settings_to_params(settings)
+    return [
+        screen_batch.to_deployment(
+            name="qpm-batch",
+            parameters={"out_dir": out_dir, "settings": params},
+            description="Screen a folder of submissions (sub-folders or zips) into out_dir.",
+            tags=["qpm"],
+        ),
+        screen_submission.to_deployment(
+            name="qpm-submission",
+            parameters={"out_dir": out_dir, "settings": params},
+            description="Screen one submission (folder, zip or files) into out_dir.",
+            tags=["qpm"],
+        ),
+    ]
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds taken by ``fn()`` and its result (used by the benchmark)."""
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value

@@ -1,0 +1,213 @@
+"""The ``screen`` / ``batch`` / ``serve`` / ``bench`` commands: help, usage errors, exit codes, kill and resume.
+
+The end-to-end tests run ``qpm-screen`` in a subprocess (so it can be killed) through a small driver that installs
+the fast fake matcher of ``tests/flow_support.py`` and then calls the real ``pipeline.cli.main``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.cli import build_parser, main
+from tests import flow_support
+
+REPO = Path(__file__).resolve().parent.parent
+DRIVER = textwrap.dedent(
+    """
+    import os, sys, time
+    sys.path.insert(0, {repo!r})
+    from tests import flow_support
+    flow_support.install()
+    delay = float(os.environ.get("QPM_TEST_INGEST_DELAY", "0"))
+    if delay:
+        from pipeline import flows
+        real = flows.ingest
+        def slow(path, settings, **kwargs):
+            time.sleep(delay)
+            return real(path, settings, **kwargs)
+        flows.ingest = slow
+    from pipeline.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("driver") / "drive.py"
+    path.write_text(DRIVER.format(repo=str(REPO)), encoding="utf-8")
+    return path
+
+
+def env_for(cache: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "QPM_CACHE_DIR": str(cache),
+            # Separate from the in-process tests' home: two embedded servers must not share one database.
+            "PREFECT_HOME": str(Path(tempfile.gettempdir()) / "qpm-test-prefect-home-cli"),
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+            "PREFECT_LOGGING_LEVEL": "ERROR",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(driver: Path, args: list[str], cache: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(driver), *args],
+        env=env_for(cache, **extra),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+# --- in-process: help and usage errors (no Prefect needed) -------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["screen", "batch", "serve", "bench"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage:" in out and "--json" in out and "--verbose" in out
+    if command in ("screen", "batch"):
+        assert "--workers" in out and "--dask-address" in out and "--out" in out
+
+
+def test_missing_input_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["screen", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_output_inside_an_input_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sub = flow_support.make_submission(tmp_path / "acme")
+    assert main(["screen", str(sub), "--out", str(sub / "reports")]) == 2
+    assert "inside the input folder" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert main(["screen", str(sub / "safeguarding.md"), "--out", str(sub)]) == 2
+    assert not (sub / "reports").exists() and not (tmp_path / "out").exists()
+
+
+def test_batch_needs_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    assert main(["batch", str(tmp_path / "file.txt"), "--out", str(tmp_path / "out")]) == 2
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path.parent / "o"), "--concurrency", "0"]) == 2
+
+
+def test_serve_without_a_server_explains_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["serve", "--out", str(tmp_path)]) == 2
+    assert "prefect server start" in capsys.readouterr().err
+
+
+# --- subprocess: exit codes, outputs, kill and resume -------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_batch_with_broken_files_exits_3_and_lists_them(driver: Path, tmp_path: Path) -> None:
+    batch = flow_support.make_batch(tmp_path)
+    out = tmp_path / "out"
+    proc = run_cli(driver, ["batch", str(batch), "--out", str(out), "--json"], tmp_path / "cache")
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    data = json.loads(proc.stdout)
+    subs = {s["name"]: s for s in data["submissions"]}
+    assert all(
+        subs[n]["screened"] and not subs[n]["errors"] for n in ("acme-advocacy", "brook-voice", "cedar-advocacy")
+    )
+    assert {e["name"] for e in subs["delta-support"]["errors"]} >= {"empty.pdf", "garbage.pdf"}
+    assert not subs["broken"]["screened"] and "damaged" in subs["broken"]["error"]["message"]
+    with open(out / "batch-summary.csv", encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["provider"] == "broken"  # not screened at all: the riskiest
+    assert {r["provider"] for r in rows} == set(subs)
+
+    # Human output of a single good submission: exit 0 and where the report is.
+    proc = run_cli(driver, ["screen", str(batch / "acme-advocacy"), "--out", str(tmp_path / "one")], tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr
+    assert "report:" in proc.stdout and str(tmp_path / "one" / "report.json") in proc.stdout
+
+
+def comparable(out: Path) -> dict[str, Any]:
+    """Every output of a batch, minus what legitimately differs between runs (timestamps, the output path)."""
+    found: dict[str, Any] = {}
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out).as_posix()
+        if path.name == "report.json":
+            report = json.loads(path.read_text(encoding="utf-8"))
+            found[rel] = {k: v for k, v in report.items() if k not in ("started_at", "finished_at")}
+            # The input key holds a hash of the code: in a workspace being edited it can differ between the two
+            # runs compared here. That the resumed run reused what the killed run finished is asserted directly.
+            found[rel]["submission"].pop("input_key")
+        elif path.name.endswith(".csv"):
+            with open(path, encoding="utf-8-sig", newline="") as handle:
+                found[rel] = [{k: v for k, v in row.items() if k != "report"} for row in csv.DictReader(handle)]
+        elif path.is_file():
+            found[rel] = "present"
+    return found
+
+
+@pytest.mark.slow
+def test_killed_batch_resumes_to_the_same_outputs(driver: Path, tmp_path: Path) -> None:
+    batch = tmp_path / "batch"
+    for n in range(5):
+        flow_support.make_submission(batch / f"provider-{n}", variant=f"\nprovider {n}\n")
+    (batch / "provider-2" / "broken.pdf").write_bytes(b"%PDF-1.7\n\x00\x01 garbage")
+    args = ["batch", str(batch), "--concurrency", "1"]
+
+    reference = run_cli(driver, [*args, "--out", str(tmp_path / "ref")], tmp_path / "cache-ref")
+    assert reference.returncode == 3, reference.stderr
+
+    out = tmp_path / "resumed"
+    proc = subprocess.Popen(
+        [sys.executable, str(driver), *args, "--out", str(out)],
+        env=env_for(tmp_path / "cache-kill", QPM_TEST_INGEST_DELAY="0.4"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the embedded Prefect server dies with it
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "provider-0" / "report.json").exists():
+            assert proc.poll() is None, "the batch ended before it could be interrupted"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (out / "batch-summary.csv").exists()  # it really was interrupted mid-batch
+    for report in out.rglob("report.json"):
+        json.loads(report.read_text(encoding="utf-8"))  # every report present is complete
+
+    resumed = run_cli(driver, [*args, "--out", str(out), "--json"], tmp_path / "cache-kill")
+    assert resumed.returncode == 3, resumed.stderr
+    assert json.loads(resumed.stdout)["submissions"][0]["reused"] is True
+    for leftover in out.rglob(".*.tmp"):
+        leftover.unlink()  # temporary files of the killed run are inert (dot-names, never read)
+    got, want = comparable(out), comparable(tmp_path / "ref")
+    assert sorted(got) == sorted(want)
+    for name in want:
+        if isinstance(want[name], dict):
+            differing = [k for k in want[name] if got[name].get(k) != want[name][k]]
+            assert not differing, f"{name} differs in {differing}"
+        assert got[name] == want[name], name

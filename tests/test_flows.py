@@ -1,0 +1,256 @@
+"""Prefect flows: batch outcomes, caching and resumption, inputs untouched, artifacts, Dask, deployments.
+
+Runs Prefect in its embedded (ephemeral) mode with a PREFECT_HOME of its own, and the fast fake matcher of
+``tests/flow_support.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Prefect reads its home once, at import: give the tests their own (kept between sessions: a new one costs
+# 7-25 s of database setup on the first start).
+os.environ.setdefault("PREFECT_HOME", str(Path(tempfile.gettempdir()) / "qpm-test-prefect-home"))
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+import dataclasses
+import json
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pipeline import flows
+from pipeline.config import Settings
+from pipeline.errors import CorruptDocumentError
+from tests import flow_support
+
+pytestmark = pytest.mark.slow  # starts Prefect
+
+
+@pytest.fixture(autouse=True)
+def fake_matcher() -> Iterator[None]:
+    flow_support.install()
+    yield
+    flows.use_matcher_source(None)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env(cache_dir=tmp_path / "cache")
+
+
+@pytest.fixture
+def count_ingest(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of files actually ingested (cache hits do not call ingest)."""
+    calls: list[str] = []
+    real = flows.ingest
+
+    def counting(path: Path, settings: Settings, **kwargs: Any) -> Any:
+        calls.append(path.name)
+        return real(path, settings, **kwargs)
+
+    monkeypatch.setattr(flows, "ingest", counting)
+    return calls
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def without_times(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k not in ("started_at", "finished_at")}
+
+
+def test_batch_reports_good_submissions_fully_and_every_broken_file(
+    tmp_path: Path, settings: Settings, count_ingest: list[str]
+) -> None:
+    batch = flow_support.make_batch(tmp_path)
+    (batch / "notes.txt").write_text("a loose file, not a submission", encoding="utf-8")
+    before = snapshot(tmp_path)
+    out = tmp_path / "out"
+    result = flows.run_batch(batch, out, settings)
+    assert result.failed
+    by_name = {o.name: o for o in result.outcomes}
+    assert set(by_name) == {"acme-advocacy", "brook-voice", "cedar-advocacy", "delta-support", "broken", "notes"}
+    for name in ("acme-advocacy", "brook-voice", "cedar-advocacy"):
+        outcome = by_name[name]
+        assert outcome.report is not None and not outcome.failed_files
+        assert len(outcome.report["documents"]) == 3
+        files = {p.name for p in (out / name).iterdir()}
+        assert {"report.json", "coverage.csv", "coverage.xlsx"} <= files
+        assert json.loads((out / name / "report.json").read_text(encoding="utf-8")) == outcome.report
+    delta = by_name["delta-support"]
+    codes = {e["name"]: e["code"] for e in delta.failed_files}
+    assert codes["empty.pdf"] == "empty" and codes["garbage.pdf"] == "corrupt"
+    assert all(e["message"] for e in delta.failed_files)
+    assert by_name["broken"].error_code == CorruptDocumentError.code and by_name["broken"].report is None
+    assert by_name["notes"].error_code == "not_a_submission"
+    assert (out / "batch-summary.csv").exists() and (out / "batch-summary.xlsx").exists()
+    # Output never goes into an input folder, and inputs are never modified.
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith(("out/", "cache/"))} == before
+    # The work folders of unpacked zips are gone.
+    assert not any((settings.cache_dir / "work").glob("*/*"))
+
+
+def test_rerun_of_an_unchanged_batch_does_no_new_work(
+    tmp_path: Path, settings: Settings, count_ingest: list[str]
+) -> None:
+    batch = tmp_path / "batch"
+    for name in ("one", "two"):
+        flow_support.make_submission(batch / name, variant=f"\n{name}\n")
+    out = tmp_path / "out"
+    first = flows.run_batch(batch, out, settings)
+    assert len(count_ingest) == 6
+    encoded = flow_support.HashingEncoder.calls
+    second = flows.run_batch(batch, out, settings)
+    assert len(count_ingest) == 6 and flow_support.HashingEncoder.calls == encoded
+    assert all(o.reused for o in second.outcomes)
+    assert [o.report for o in second.outcomes] == [o.report for o in first.outcomes]
+
+    # Outputs lost (e.g. killed before report.json): redone from the task cache, without ingesting again.
+    (out / "one" / "report.json").unlink()
+    third = flows.run_batch(batch, out, settings)
+    assert len(count_ingest) == 6 and flow_support.HashingEncoder.calls == encoded
+    assert not third.outcomes[0].reused and third.outcomes[1].reused
+    assert third.outcomes[0].report is not None and first.outcomes[0].report is not None
+    assert without_times(third.outcomes[0].report) == without_times(first.outcomes[0].report)
+
+    # One provider adds a document: only that document is new work.
+    (batch / "two" / "equality.md").write_text("# Equality\n\nWe treat everyone fairly and make adjustments.\n")
+    fourth = flows.run_batch(batch, out, settings)
+    assert count_ingest[6:] == ["equality.md"]
+    assert fourth.outcomes[0].reused and not fourth.outcomes[1].reused
+    assert fourth.outcomes[1].report is not None and len(fourth.outcomes[1].report["documents"]) == 4
+
+
+def test_refresh_redoes_the_work(tmp_path: Path, settings: Settings, count_ingest: list[str]) -> None:
+    sub = flow_support.make_submission(tmp_path / "in" / "acme")
+    flows.run_screen([str(sub)], tmp_path / "out", settings)
+    flows.run_screen([str(sub)], tmp_path / "out", settings, refresh=True)
+    assert len(count_ingest) == 6
+
+
+def test_zip_and_file_list_submissions(tmp_path: Path, settings: Settings) -> None:
+    src = flow_support.make_submission(tmp_path / "src")
+    (tmp_path / "in").mkdir()
+    archive = flow_support.zip_folder(src, tmp_path / "in" / "acme.zip")
+    outcome = flows.run_screen([str(archive)], tmp_path / "out-zip", settings)
+    assert outcome.name == "acme" and outcome.report is not None
+    assert sorted(d["name"] for d in outcome.report["documents"]) == [
+        "complaints.txt",
+        "confidentiality.md",
+        "safeguarding.md",
+    ]
+    files = [str(src / "safeguarding.md"), str(src / "complaints.txt")]
+    outcome = flows.run_screen(files, tmp_path / "out-files", settings, name="Acme Ltd")
+    assert outcome.report is not None and outcome.report["submission"]["name"] == "Acme Ltd"
+    assert len(outcome.report["documents"]) == 2
+
+
+def test_duplicate_files_are_screened_once(tmp_path: Path, settings: Settings) -> None:
+    sub = flow_support.make_submission(tmp_path / "in" / "acme")
+    (sub / "copy of safeguarding.md").write_bytes((sub / "safeguarding.md").read_bytes())
+    outcome = flows.run_screen([str(sub)], tmp_path / "out", settings)
+    assert outcome.report is not None
+    assert len(outcome.report["documents"]) == 3
+    assert len(outcome.report["skipped"]) == 1 and "same content" in outcome.report["skipped"][0]["reason"]
+    assert not outcome.failed_files
+
+
+def test_hostile_zip_submission_is_refused_and_writes_nothing_outside(tmp_path: Path, settings: Settings) -> None:
+    archive = tmp_path / "in" / "evil.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("policy.txt", "We keep information confidential.")
+        zf.writestr("../../escaped.txt", "payload")
+    outcome = flows.run_screen([str(archive)], tmp_path / "out", settings)
+    assert outcome.report is None and outcome.error_code == "hostile"
+    assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_cache_keys_follow_content_catalogue_model_and_code(settings: Settings) -> None:
+    job = flows.DocumentJob(
+        "/x/a.pdf", "a.pdf", "ab" * 32, settings, "1+abc", "model@1", "cat+1", flows.date(2026, 1, 1)
+    )
+    base = flows._score_key(None, {"job": job})  # type: ignore[arg-type]
+    for change in (
+        {"sha256": "cd" * 32},
+        {"catalogue": "cat+2"},
+        {"model": "model@2"},
+        {"code": "1+def"},
+        {"name": "b.pdf"},
+    ):
+        assert flows._score_key(None, {"job": dataclasses.replace(job, **change)}) != base  # type: ignore[arg-type]
+    assert flows._score_key(None, {"job": dataclasses.replace(job, path="/y/a.pdf")}) == base  # type: ignore[arg-type]
+    ingest_base = flows._ingest_key(None, {"job": job})  # type: ignore[arg-type]
+    assert flows._ingest_key(None, {"job": dataclasses.replace(job, today=flows.date(2026, 1, 2))}) != ingest_base  # type: ignore[arg-type]
+    assert flows._ingest_key(None, {"job": dataclasses.replace(job, model="other")}) == ingest_base  # type: ignore[arg-type]
+
+
+def test_retries_only_transient_errors() -> None:
+    class State:
+        def __init__(self, exc: BaseException) -> None:
+            self.exc = exc
+
+        def result(self) -> None:
+            raise self.exc
+
+    assert flows._transient(None, None, State(PermissionError("locked")))
+    assert not flows._transient(None, None, State(CorruptDocumentError("bad")))
+    assert not flows._transient(None, None, State(ValueError("bug")))
+
+
+def test_artifacts_are_created(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reading artifacts back through Prefect 3.8's client filter API is unreliable, so the calls are captured
+    # on their way to Prefect (the real functions still run and must not fail).
+    made: dict[str, tuple[str, Any]] = {}
+    real_table, real_markdown = flows.create_table_artifact, flows.create_markdown_artifact
+
+    def table(*, table: Any, key: str, description: str) -> Any:
+        made[key] = ("table", table)
+        return real_table(table=table, key=key, description=description)
+
+    def markdown(*, markdown: str, key: str, description: str) -> Any:
+        made[key] = ("markdown", markdown)
+        return real_markdown(markdown=markdown, key=key, description=description)
+
+    monkeypatch.setattr(flows, "create_table_artifact", table)
+    monkeypatch.setattr(flows, "create_markdown_artifact", markdown)
+    sub = flow_support.make_submission(tmp_path / "in" / "Artifact Check Co")
+    (sub / "empty.pdf").write_bytes(b"")
+    outcome = flows.run_screen([str(sub)], tmp_path / "out", settings)
+    assert outcome.report is not None
+    assert set(made) == {"coverage-artifact-check-co", "summary-artifact-check-co"}
+    kind, rows = made["coverage-artifact-check-co"]
+    assert kind == "table" and len(rows) == len(outcome.report["indicators"])
+    kind, text = made["summary-artifact-check-co"]
+    assert kind == "markdown" and "Artifact Check Co" in text and "empty.pdf" in text
+
+
+def test_dask_task_runner_with_a_local_cluster(tmp_path: Path, settings: Settings) -> None:
+    from distributed import LocalCluster
+
+    sub = flow_support.make_submission(tmp_path / "in" / "acme", variant="\ndask\n")
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        outcome = flows.run_screen([str(sub)], tmp_path / "out", settings, dask_address=cluster.scheduler_address)
+    assert outcome.report is not None and len(outcome.report["documents"]) == 3
+    reference = flows.run_screen([str(sub)], tmp_path / "out-threads", settings, refresh=True)
+    assert reference.report is not None
+    assert [i["status"] for i in outcome.report["indicators"]] == [i["status"] for i in reference.report["indicators"]]
+
+
+def test_serve_deployments_can_be_built(tmp_path: Path, settings: Settings) -> None:
+    deployments = flows.build_deployments(str(tmp_path / "out"), settings)
+    assert sorted(d.name for d in deployments) == ["qpm-batch", "qpm-submission"]
+    assert all(d.parameters["out_dir"] == str(tmp_path / "out") for d in deployments)
+
+
+def test_settings_round_trip_through_flow_parameters(settings: Settings) -> None:
+    params = flows.settings_to_params(settings)
+    json.dumps(params)
+    assert flows.settings_from_params(params) == settings
