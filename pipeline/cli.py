@@ -166,7 +166,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.train import train
 
     settings = _settings(args)
-    metrics = train(settings, Path(args.docs), Path(args.labels), settings.models_dir)
+    reviews = None
+    if args.from_reviews:
+        from pipeline.web.db import database_url
+        from pipeline.web.workspace import export_review_labels
+
+        reviews = export_review_labels(database_url(settings))
+    metrics = train(settings, Path(args.docs), Path(args.labels), settings.models_dir, reviews=reviews)
     if args.json:
         _print_json(metrics)
     else:
@@ -266,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", parents=[common], help="rebuild the trained matcher from the sample policies")
     p.add_argument("--docs", default=str(PROJECT_ROOT / "sample_policies" / "docs"), help="labelled documents")
     p.add_argument("--labels", default=str(PROJECT_ROOT / "sample_policies" / "labels.csv"), help="labels CSV")
+    p.add_argument(
+        "--from-reviews",
+        action="store_true",
+        help="also learn from assessors' signed-off decisions in the web workspace database (QPM_DATABASE_URL)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("indicators", parents=[common], help="list, show, validate or import the catalogue")
@@ -285,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_parsers(sub, common)
+    try:
+        from pipeline.web.cli import add_parser as add_web_parser
+    except ImportError:  # the web app needs FastAPI; the rest of the CLI works without it
+        pass
+    else:
+        add_web_parser(sub, common)
     return parser
 
 

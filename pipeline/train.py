@@ -12,6 +12,7 @@ from scores like those it will see on unseen documents.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -111,22 +112,46 @@ def document_rows(doc: LabelledDocument, catalogue: Catalogue) -> tuple[np.ndarr
     return doc.features.reshape(-1, doc.features.shape[2]), y.reshape(-1), w.reshape(-1)
 
 
-def load_labelled_documents(
-    docs_dir: Path, labels_path: Path, index: IndicatorIndex, encoder: TextEncoder, settings: Settings
-) -> list[LabelledDocument]:
-    """Ingest every labelled file of ``docs_dir`` and compute its passage features."""
+def labelled_files(docs_dir: Path, labels_path: Path) -> dict[Path, dict[str, Label]]:
+    """The files of ``docs_dir`` that have labels, with their labels keyed by indicator id."""
     by_doc: dict[str, dict[str, Label]] = defaultdict(dict)
     for label in read_labels(labels_path):
         by_doc[label.document][label.indicator] = label
-    out = []
-    for path in collect_files([docs_dir]):
-        if path.name not in by_doc:
+    return {path: by_doc[path.name] for path in collect_files([docs_dir]) if path.name in by_doc}
+
+
+def review_files(labels: list[Any]) -> tuple[dict[Path, dict[str, Label]], int]:
+    """Signed-off assessor decisions (``pipeline.web.workspace.ReviewLabel``) grouped by the file they judge.
+
+    Decisions whose document can no longer be found, or whose file changed since it was screened (sha256),
+    are left out; the second value counts them.
+    """
+    out: dict[Path, dict[str, Label]] = defaultdict(dict)
+    skipped = 0
+    for row in labels:
+        path = Path(row.document_path) if row.document_path else None
+        if (
+            path is None
+            or not path.is_file()
+            or (row.document_sha256 and hashlib.sha256(path.read_bytes()).hexdigest() != row.document_sha256)
+        ):
+            skipped += 1
             continue
+        out[path][row.indicator] = Label(row.document, row.indicator, row.expected, row.evidence)
+    return dict(out), skipped
+
+
+def load_labelled_documents(
+    files: dict[Path, dict[str, Label]], index: IndicatorIndex, encoder: TextEncoder, settings: Settings
+) -> list[LabelledDocument]:
+    """Ingest every labelled file and compute its passage features."""
+    out = []
+    for path, labels in files.items():
         result = ingest(path, settings, today=date(2026, 1, 1))
         if not isinstance(result, IngestedDocument):
             raise ModelUnavailableError(f"training document {path.name} could not be read: {result.message}")
         feats, elements = document_features(index, encoder, result.document.metadata.policy_type, result.passages)
-        out.append(LabelledDocument(ingested=result, labels=by_doc[path.name], features=feats, elements=elements))
+        out.append(LabelledDocument(ingested=result, labels=labels, features=feats, elements=elements))
     return out
 
 
@@ -211,15 +236,25 @@ def fit(
     return evidence, decision, metrics
 
 
-def train(settings: Settings, docs_dir: Path, labels_path: Path, out_dir: Path) -> dict[str, Any]:
-    """Rebuild ``out_dir/matcher.joblib`` and its model card; returns the metrics."""
+def train(
+    settings: Settings, docs_dir: Path, labels_path: Path, out_dir: Path, *, reviews: list[Any] | None = None
+) -> dict[str, Any]:
+    """Rebuild ``out_dir/matcher.joblib`` and ``metrics.json``; returns the metrics.
+
+    ``reviews`` (signed-off assessor decisions) are added to the sample policies as further labelled documents.
+    """
     from pipeline.catalogue import load_catalogue
 
     catalogue = load_catalogue(settings.catalogue_path)
     encoder = Encoder(settings, settings.cache_dir / "embeddings.sqlite", batch_size=settings.batch_size)
     index = IndicatorIndex(catalogue, encoder)
-    docs = load_labelled_documents(docs_dir, labels_path, index, encoder, settings)
+    files = labelled_files(docs_dir, labels_path)
+    review_docs, skipped = review_files(reviews or [])
+    files.update(review_docs)
+    docs = load_labelled_documents(files, index, encoder, settings)
     evidence, decision, metrics = fit(catalogue, encoder, docs, index)
+    metrics["review_documents"] = len(review_docs)
+    metrics["review_labels_skipped"] = skipped
     metrics["trained_on"] = date.today().isoformat()
     metrics["catalogue"] = catalogue.fingerprint()
     bundle = {

@@ -1,0 +1,1 @@
+"""The web app: the providers' private self-test and the assessors' review workspace (``qpm-screen web``)."""

@@ -1,0 +1,176 @@
+"""``qpm-screen web``: serve the web app, create accounts, import batch outputs, export review labels.
+
+``pipeline.cli`` registers these with one call, :func:`add_parser`. Heavy imports (FastAPI, SQLAlchemy, the
+model) happen only when a ``web`` command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+
+EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 2, 3
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        catalogue_path=getattr(args, "catalogue", None),
+        models_dir=getattr(args, "models_dir", None),
+        cache_dir=getattr(args, "cache_dir", None),
+        web_host=getattr(args, "host", None),
+        web_port=getattr(args, "port", None),
+        database_url=getattr(args, "database_url", None),
+        web_data_dir=getattr(args, "data_dir", None),
+    )
+
+
+def _open_db(settings: Settings) -> Any:
+    from pipeline.web.db import database_url, make_engine, migrate, session_factory
+
+    engine = make_engine(database_url(settings))
+    migrate(engine)
+    return engine, session_factory(engine)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the web app (uvicorn) and keep serving until interrupted."""
+    from pipeline.web.app import run_server
+
+    settings = _settings(args)
+    print(
+        f"QPM Pre-screen web app on http://{settings.web_host}:{settings.web_port}/ "
+        f"(assessor workspace: /review). Stop with Ctrl+C.",
+        file=sys.stderr,
+    )
+    run_server(settings, log_level="info" if args.verbose else "warning")
+    return EXIT_OK
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        print("qpm-screen web create-user: no terminal to ask for a password: use --password-stdin", file=sys.stderr)
+        return None
+    first = getpass.getpass("Password (at least 10 characters): ")
+    if getpass.getpass("Repeat the password: ") != first:
+        print("qpm-screen web create-user: the passwords differ", file=sys.stderr)
+        return None
+    return first
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    """Create a local account (password prompted twice, or read from standard input)."""
+    from pipeline.web.workspace import WorkspaceError, create_user
+
+    password = _read_password(args)
+    if password is None:
+        return EXIT_USAGE
+    engine, sessions = _open_db(_settings(args))
+    try:
+        with sessions() as db:
+            try:
+                user = create_user(db, args.name, password, args.role, display_name=args.display_name or "")
+            except WorkspaceError as exc:
+                print(f"qpm-screen web create-user: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            db.commit()
+            print(f"created {args.role} {user.username}")
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import batch output folders (or single submissions' output folders) into the workspace."""
+    from pipeline.web.workspace import import_folder
+
+    engine, sessions = _open_db(_settings(args))
+    failed = False
+    out: list[dict[str, Any]] = []
+    try:
+        with sessions() as db:
+            for folder in args.folders:
+                summary = import_folder(db, Path(folder), user=None)
+                db.commit()
+                failed = failed or bool(summary.problems)
+                out.append(
+                    {
+                        "folder": folder,
+                        "imported": [s.name for s in summary.imported],
+                        "already_imported": summary.already,
+                        "problems": summary.problems,
+                    }
+                )
+    finally:
+        engine.dispose()
+    if args.json:
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for item in out:
+            print(f"{item['folder']}: {len(item['imported'])} imported, {len(item['already_imported'])} already there")
+            for problem in item["problems"]:
+                print(f"   problem: {problem}")
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def cmd_export_labels(args: argparse.Namespace) -> int:
+    """Write signed-off decisions as a labels CSV (document,indicator,expected,evidence + where the file is)."""
+    from pipeline.web.db import database_url
+    from pipeline.web.workspace import export_review_labels
+
+    labels = export_review_labels(database_url(_settings(args)))
+    columns = ["document", "indicator", "expected", "evidence", "document_sha256", "document_path", "submission"]
+    handle = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for label in labels:
+            writer.writerow({c: getattr(label, c) for c in columns})
+    finally:
+        if args.out:
+            handle.close()
+    if args.out:
+        print(f"wrote {len(labels)} labels to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``web`` and its sub-commands on the ``qpm-screen`` parser."""
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--database-url", help="SQLAlchemy URL of the workspace database (QPM_DATABASE_URL)")
+    server.add_argument("--data-dir", type=Path, help="folder for the workspace database and key (QPM_WEB_DATA_DIR)")
+
+    p = sub.add_parser(
+        "web",
+        parents=[common, server],
+        help="the web app: providers' private self-test and the assessors' workspace",
+        description="Without a sub-command: serve the web app (http://127.0.0.1:8000/ by default).",
+    )
+    p.add_argument("--host", help="address to listen on (QPM_WEB_HOST; default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, help="port (QPM_WEB_PORT; default 8000)")
+    p.set_defaults(func=cmd_serve)
+    web = p.add_subparsers(dest="web_command", metavar="SUBCOMMAND")
+
+    c = web.add_parser("create-user", parents=[common, server], help="create a local account")
+    c.add_argument("name", metavar="NAME", help="user name to sign in with")
+    c.add_argument("--role", choices=["assessor", "admin"], default="assessor")
+    c.add_argument("--display-name", help="full name shown in the workspace and exports")
+    c.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    c.set_defaults(func=cmd_create_user)
+
+    i = web.add_parser("import", parents=[common, server], help="import batch output folders into the workspace")
+    i.add_argument("folders", nargs="+", metavar="DIR", help="a `batch --out` folder, or one submission's folder")
+    i.set_defaults(func=cmd_import)
+
+    e = web.add_parser("export-labels", parents=[common, server], help="signed-off decisions as a labels CSV")
+    e.add_argument("--out", help="CSV file to write (default: standard output)")
+    e.set_defaults(func=cmd_export_labels)

@@ -1,0 +1,67 @@
+"""Training inputs: labelled sample files and assessors' signed-off reviews."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from pipeline.config import PROJECT_ROOT
+from pipeline.train import catalogue_rows, labelled_files, review_files
+
+
+@dataclass
+class Review:
+    document: str
+    indicator: str
+    expected: str
+    evidence: str
+    document_sha256: str = ""
+    document_path: str = ""
+
+
+def test_every_sample_policy_is_labelled_for_every_indicator() -> None:
+    files = labelled_files(PROJECT_ROOT / "sample_policies" / "docs", PROJECT_ROOT / "sample_policies" / "labels.csv")
+    assert len(files) == len(list((PROJECT_ROOT / "sample_policies" / "docs").iterdir())) >= 12
+    assert all(len(labels) == 60 for labels in files.values())
+
+
+def test_reviews_become_labels_only_for_files_that_still_match(tmp_path) -> None:
+    same = tmp_path / "same.txt"
+    same.write_text("We keep information confidential.")
+    changed = tmp_path / "changed.txt"
+    changed.write_text("new content")
+    digest = hashlib.sha256(same.read_bytes()).hexdigest()
+    rows = [
+        Review("same.txt", "CONF-01", "met", "We keep information confidential.", digest, str(same)),
+        Review("same.txt", "CONF-02", "missing", "", digest, str(same)),
+        Review("changed.txt", "CONF-01", "met", "x", "0" * 64, str(changed)),
+        Review("gone.txt", "CONF-01", "met", "x", "", str(tmp_path / "gone.txt")),
+        Review("nowhere.txt", "CONF-01", "met", "x"),
+    ]
+    files, skipped = review_files(rows)
+    assert skipped == 3
+    assert list(files) == [same]
+    assert {k: v.expected for k, v in files[same].items()} == {"CONF-01": "met", "CONF-02": "missing"}
+
+
+def test_catalogue_rows_never_compare_a_sentence_with_itself() -> None:
+    from pipeline.catalogue import build_catalogue
+    from pipeline.match import PASSAGE_FEATURES, IndicatorIndex
+    from tests.fakes import BagOfWordsEncoder
+
+    entry = {
+        "id": "CONF-01",
+        "area": "CONF",
+        "title": "T",
+        "must_say": "M",
+        "elements": [{"id": "a", "text": "alpha", "exemplars": ["alpha beta"]}],
+        "exemplars": ["apple banana", "cherry damson", "elder fig", "grape hazel", "iris juniper", "kiwi lemon"],
+        "key_terms": ["alpha"],
+        "policy_types": ["confidentiality"],
+        "level": "essential",
+        "what_to_add": "Add.",
+    }
+    cat = build_catalogue({"id": "t", "version": "1", "areas": {"CONF": "C"}}, [("t", entry)])
+    X, _, _ = catalogue_rows(IndicatorIndex(cat, BagOfWordsEncoder()))
+    exemplar_max = X[:, PASSAGE_FEATURES.index("exemplar_max")]
+    assert exemplar_max.max() < 0.99  # a sentence identical to itself would score 1.0
