@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import SAMPLES, WebApp
+from tests.web.conftest import SAMPLES, WebApp, raw_post_scope
 
 pytestmark = pytest.mark.slow
 
@@ -255,22 +255,7 @@ def test_oversize_stream_is_refused_before_it_is_fully_read(web: WebApp) -> None
     async def send(message: dict[str, Any]) -> None:
         messages.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/self-test",
-        "raw_path": b"/self-test",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), (b"content-type", b"multipart/form-data; boundary=b0undary")],
-        "client": ("127.0.0.1", 1234),
-        "server": ("testserver", 80),
-        "state": {},
-        "app": web.app,
-    }
+    scope = raw_post_scope(web.app, "b0undary")
     asyncio.run(web.app(scope, receive, send))  # type: ignore[arg-type]
     start = next(m for m in messages if m["type"] == "http.response.start")
     assert start["status"] == 413

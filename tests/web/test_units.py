@@ -18,7 +18,7 @@ from pipeline.web.security import (
     unique_name,
     verify_password,
 )
-from tests.web.conftest import WebApp
+from tests.web.conftest import WebApp, raw_post_scope
 
 
 @pytest.mark.parametrize(
@@ -115,22 +115,7 @@ def test_client_disconnect_mid_upload_leaves_nothing(web: WebApp) -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/self-test",
-        "raw_path": b"/self-test",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), (b"content-type", b"multipart/form-data; boundary=zz")],
-        "client": ("127.0.0.1", 1234),
-        "server": ("testserver", 80),
-        "state": {},
-        "app": web.app,
-    }
+    scope = raw_post_scope(web.app, "zz")
     asyncio.run(web.app(scope, receive, send))  # type: ignore[arg-type]
     assert list(web.temp_dir.iterdir()) == []
 
