@@ -20,11 +20,13 @@ from pipeline.errors import ConfigError
 EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 2, 3
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
+    """Settings from defaults and the environment, overridden by the common flags (and ``extra`` ones)."""
     return Settings.from_env(
         catalogue_path=getattr(args, "catalogue", None),
         models_dir=getattr(args, "models_dir", None),
         cache_dir=getattr(args, "cache_dir", None),
+        **extra,
     )
 
 
@@ -41,7 +43,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from pipeline.document import metadata_dict
     from pipeline.ingest import FailedDocument, collect_files, ingest
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     paths = [Path(p) for p in args.paths]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -104,7 +106,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Screen each file of a folder as its own document and compare with gold labels."""
     from pipeline.evaluation_run import run_evaluation
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     docs_dir, labels = Path(args.docs_dir), Path(args.labels_csv)
     if not docs_dir.is_dir() or not labels.is_file():
         print("qpm-screen evaluate: DOCS_DIR must be a folder and LABELS_CSV a file", file=sys.stderr)
@@ -165,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Rebuild the trained matcher from the catalogue and the labelled sample policies."""
     from pipeline.train import train
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     reviews = None
     if args.from_reviews:
         from pipeline.web.db import database_url
@@ -189,7 +191,7 @@ def cmd_indicators(args: argparse.Namespace) -> int:
     """List, show, validate or import indicator catalogues."""
     from pipeline.catalogue import import_spreadsheet, load_catalogue, write_catalogue_file
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     if args.action == "import":
         meta = {
             "id": args.id,

@@ -19,24 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, settings_from_args
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
     from pipeline.flows import BatchOutcome, SubmissionOutcome
 
-EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 2, 3
-
 
 # --- shared helpers -----------------------------------------------------------------------------------------
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, overridden by the common flags."""
-    return Settings.from_env(
-        catalogue_path=getattr(args, "catalogue", None),
-        models_dir=getattr(args, "models_dir", None),
-        cache_dir=getattr(args, "cache_dir", None),
-    )
 
 
 def prepare_prefect(settings: Settings, *, verbose: bool) -> None:

@@ -7,54 +7,24 @@ every test here is skipped with the reason printed by ``pytest -ra``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline.evidence_map import write_evidence_map
+from tests.browser_support import ARTIFACTS, CHROMIUM_ARGS, find_chromium, skip_reason
 from tests.evidence_fixtures import build_submission
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def find_chromium() -> str | None:
-    """The system Chromium: ``$CHROMIUM`` if set, else the first of the usual names on PATH."""
-    explicit = os.environ.get("CHROMIUM")
-    if explicit and Path(explicit).is_file():
-        return explicit
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
 CHROMIUM = find_chromium()
-try:
-    from playwright.sync_api import Page, sync_playwright
-except ImportError:  # pragma: no cover - depends on the environment
-    sync_playwright = None  # type: ignore[assignment]
+if (_reason := skip_reason()) is not None:
+    pytest.skip(_reason, allow_module_level=True)
 
-if CHROMIUM is None:
-    pytest.skip("browser tests skipped: no Chromium found (apt-get install chromium)", allow_module_level=True)
-if sync_playwright is None:
-    pytest.skip("browser tests skipped: playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")

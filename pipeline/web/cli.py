@@ -14,16 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, settings_from_args
 from pipeline.config import Settings
-
-EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 2, 3
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(
-        catalogue_path=getattr(args, "catalogue", None),
-        models_dir=getattr(args, "models_dir", None),
-        cache_dir=getattr(args, "cache_dir", None),
+    return settings_from_args(
+        args,
         web_host=getattr(args, "host", None),
         web_port=getattr(args, "port", None),
         database_url=getattr(args, "database_url", None),

@@ -18,33 +18,16 @@ from sqlalchemy import select
 
 from pipeline.web.db import Submission
 from pipeline.web.workspace import import_folder
+from tests.browser_support import ARTIFACTS, CHROMIUM_ARGS, find_chromium, skip_reason
 from tests.web.conftest import PASSWORD, SAMPLES, LiveServer, WebApp
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM = find_chromium()
+if (_reason := skip_reason()) is not None:
+    pytest.skip(_reason, allow_module_level=True)
 
-try:
-    from playwright.sync_api import Page, sync_playwright
-except ImportError:  # pragma: no cover - depends on the environment
-    sync_playwright = None  # type: ignore[assignment]
-
-if not CHROMIUM.is_file():
-    pytest.skip(
-        "browser tests skipped: no Chromium at /usr/bin/chromium (apt-get install chromium)", allow_module_level=True
-    )
-if sync_playwright is None:
-    pytest.skip("browser tests skipped: playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +35,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, accept_downloads=True
+            str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, accept_downloads=True
         )
         try:
             yield context
