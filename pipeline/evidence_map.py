@@ -597,35 +597,8 @@ def write_evidence_map(
 
 def write_evidence_outputs(result: SubmissionResult, report: dict[str, Any], out_dir: Path) -> list[Path]:
     """The report writer's hook (``pipeline.report.OPTIONAL_WRITERS``): highlighted originals, then the map."""
-    catalogue = _catalogue_for(report)
+    catalogue = result.catalogue
     copies = write_highlighted_originals(result, report, Path(out_dir), area_slots(report, catalogue))
     written = [c.result.path for c in copies if c.result is not None]
     written.append(write_evidence_map(result, report, Path(out_dir), catalogue, copies=copies))
     return written
-
-
-def _catalogue_for(report: Mapping[str, Any]) -> Catalogue | None:
-    """The catalogue the report was made with, for its key terms: the configured one, if its fingerprint matches.
-
-    The writer hook receives no catalogue, so the configured one is loaded and checked; a screening made with
-    another catalogue gets a map without key-term emphasis rather than one emphasising the wrong terms.
-    """
-    from pipeline.catalogue import load_catalogue
-    from pipeline.config import Settings
-    from pipeline.errors import ConfigError
-
-    wanted = report.get("catalogue", {}).get("fingerprint")
-    try:
-        catalogue = _load_cached(load_catalogue, Settings.from_env().catalogue_path)
-    except ConfigError:
-        return None
-    return catalogue if catalogue.fingerprint() == wanted else None
-
-
-_CATALOGUES: dict[Path, Catalogue] = {}
-
-
-def _load_cached(loader: Any, path: Path) -> Catalogue:
-    if path not in _CATALOGUES:
-        _CATALOGUES[path] = loader(path)
-    return _CATALOGUES[path]

@@ -78,7 +78,7 @@ from pipeline.report import (
     write_batch_summary,
     write_submission_reports,
 )
-from pipeline.screen import SubmissionResult, build_matcher
+from pipeline.screen import SubmissionResult, build_matcher, decide
 from pipeline.train import MODEL_FILE
 from pipeline.unpack import RefusedMember, is_zip_submission, unpack_zip
 
@@ -620,15 +620,7 @@ def _screen_resolved(
         scored.append(sfut.result())
         _emit("document", name=job.name, ok=True)
     # Deciding is cheap and needs every document of the submission at once: it runs here, not as a task.
-    per_document = [matcher.decide([s], scope=s.name) for s in scored]
-    result = SubmissionResult(
-        name=name,
-        documents=documents,
-        failures=failures,
-        per_document=per_document,
-        submission=matcher.decide(scored, scope="submission"),
-        scored=scored,
-    )
+    result = decide(matcher, name, documents, failures, scored)
     run = RunInfo(
         submission=name,
         source=", ".join(sources),

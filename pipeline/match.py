@@ -110,7 +110,13 @@ class IndicatorIndex:
             np.array([i for i, ind in enumerate(inds) if ind.area == code]) for code in self.area_codes
         ]
         self.n_elements = np.array([min(len(ind.elements), MAX_ELEMENTS) for ind in inds])
-        self.term_patterns = [_terms_pattern(ind.key_terms) for ind in inds]
+        # one pattern for every key term, scanned once per passage; the lookahead lets terms overlap
+        self.term_owners: dict[str, list[int]] = {}
+        for i, ind in enumerate(inds):
+            for term in {t.strip().lower() for t in ind.key_terms if t.strip()}:
+                self.term_owners.setdefault(term, []).append(i)
+        alternatives = "|".join(re.escape(t) for t in sorted(self.term_owners, key=len, reverse=True))
+        self.term_pattern = re.compile(r"(?=\b(" + alternatives + r")\b)", re.IGNORECASE) if alternatives else None
         bags = [" ".join([ind.title, ind.must_say, *ind.exemplars, *ind.key_terms]) for ind in inds]
         self.tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, stop_words="english")
         self.tfidf_profiles = self.tfidf.fit_transform(bags)
@@ -127,11 +133,15 @@ def _flatten(groups: Sequence[Sequence[str]]) -> tuple[list[str], np.ndarray]:
     return texts, np.array(owner, dtype=np.int64)
 
 
-def _terms_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
-    cleaned = [re.escape(t.strip()) for t in terms if t.strip()]
-    if not cleaned:
-        return None
-    return re.compile(r"\b(" + "|".join(sorted(cleaned, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+def terms_found(index: IndicatorIndex, text: str) -> dict[int, set[str]]:
+    """Per indicator (by position), the distinct key terms of that indicator present in ``text``."""
+    found: dict[int, set[str]] = {}
+    if index.term_pattern is None:
+        return found
+    for term in {m.lower() for m in index.term_pattern.findall(text)}:
+        for i in index.term_owners.get(term, ()):
+            found.setdefault(i, set()).add(term)
+    return found
 
 
 def _type_match(doc_type: str, ind: Indicator) -> float:
@@ -203,10 +213,9 @@ def passage_features(
     best = ex_max.max(axis=1, keepdims=True)
     rank = (ex_max[:, None, :] > ex_max[:, :, None]).sum(axis=2)
     terms = np.zeros((len(texts), n), dtype=np.float32)
-    for i, pattern in enumerate(index.term_patterns):
-        if pattern is not None:
-            for p, text in enumerate(texts):
-                terms[p, i] = min(len({m.lower() for m in pattern.findall(text)}), 3)
+    for p, text in enumerate(texts):
+        for i, hits in terms_found(index, text).items():
+            terms[p, i] = min(len(hits), 3)
     lexical = (index.tfidf.transform(list(texts)) @ index.tfidf_profiles.T).toarray().astype(np.float32)
     section = section_vectors @ index.titles.T * has_section[:, None]
     type_row = index.type_match[index._type_row.get(doc_type, index._type_row["other"])]
@@ -523,7 +532,5 @@ def document_features(
 
 def document_terms(index: IndicatorIndex, passages: Sequence[Passage]) -> list[set[str]]:
     """Per indicator, which of its key terms occur anywhere in the passages."""
-    text = "\n".join(p.text for p in passages)
-    return [
-        {m.lower() for m in pattern.findall(text)} if pattern is not None else set() for pattern in index.term_patterns
-    ]
+    found = terms_found(index, "\n".join(p.text for p in passages))
+    return [found.get(i, set()) for i in range(index.n)]

@@ -27,6 +27,7 @@ class SubmissionResult:
     per_document: list[Coverage]
     submission: Coverage
     scored: list[ScoredDocument] = field(default_factory=list)
+    catalogue: Catalogue | None = None  # the catalogue the decisions were made against
 
 
 def build_matcher(settings: Settings, catalogue: Catalogue | None = None) -> Matcher:
@@ -44,20 +45,30 @@ def score_documents(matcher: Matcher, documents: Sequence[IngestedDocument]) -> 
     ]
 
 
+def decide(
+    matcher: Matcher,
+    name: str,
+    documents: Sequence[IngestedDocument],
+    failures: Sequence[FailedDocument],
+    scored: Sequence[ScoredDocument],
+) -> SubmissionResult:
+    """Decide coverage for each scored document alone and for the submission as a whole."""
+    return SubmissionResult(
+        name=name,
+        documents=list(documents),
+        failures=list(failures),
+        per_document=[matcher.decide([s], scope=s.name) for s in scored],
+        submission=matcher.decide(scored, scope="submission"),
+        scored=list(scored),
+        catalogue=matcher.catalogue,
+    )
+
+
 def screen(
     matcher: Matcher,
     name: str,
     documents: Sequence[IngestedDocument],
     failures: Sequence[FailedDocument] = (),
 ) -> SubmissionResult:
-    """Decide coverage for each document alone and for the submission as a whole."""
-    scored = score_documents(matcher, documents)
-    per_document = [matcher.decide([s], scope=s.name) for s in scored]
-    return SubmissionResult(
-        name=name,
-        documents=list(documents),
-        failures=list(failures),
-        per_document=per_document,
-        submission=matcher.decide(scored, scope="submission"),
-        scored=scored,
-    )
+    """Score and decide a submission in one go (no orchestration)."""
+    return decide(matcher, name, documents, failures, score_documents(matcher, documents))

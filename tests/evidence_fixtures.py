@@ -196,6 +196,7 @@ def build_submission(folder: Path, *, hostile: bool = True) -> tuple[SubmissionR
         failures=failures,
         per_document=per_document,
         submission=_decide(cat, documents, "submission"),
+        catalogue=cat,
     )
     now = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
     run = RunInfo(
