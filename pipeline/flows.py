@@ -55,7 +55,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -254,6 +254,29 @@ class DocumentJob:
     today: date
 
 
+T = TypeVar("T")
+
+
+class Opaque(Generic[T]):
+    """A box Prefect does not look inside.
+
+    Prefect walks every task argument that is a list, dict or dataclass looking for futures; a document's
+    thousands of word boxes made that cost seconds a run. Unlike ``prefect.quote`` this survives pickling to
+    Dask workers unchanged.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __getstate__(self) -> T:
+        return self.value
+
+    def __setstate__(self, value: T) -> None:
+        self.value = value
+
+
 def _ingest_key(context: TaskRunContext, params: dict[str, Any]) -> str:
     job: DocumentJob = params["job"]
     parts = (
@@ -319,18 +342,18 @@ def ingest_task(job: DocumentJob) -> IngestedDocument | FailedDocument:
     persist_result=True,
     cache_result_in_memory=False,
 )
-def score_task(job: DocumentJob, ingested: IngestedDocument) -> ScoredDocument:
+def score_task(job: DocumentJob, ingested: Opaque[IngestedDocument]) -> ScoredDocument:
     """Score every passage of one document against every indicator."""
     matcher, lock = get_matcher(job.settings)
-    doc = ingested.document
+    doc = ingested.value.document
     with lock:
-        return matcher.score_document(doc.name, doc.doc_id, doc.metadata.policy_type, ingested.passages)
+        return matcher.score_document(doc.name, doc.doc_id, doc.metadata.policy_type, ingested.value.passages)
 
 
 @task(name="write reports", retries=3, retry_delay_seconds=2, retry_condition_fn=_transient)
-def write_task(result: SubmissionResult, report: dict[str, Any], out_dir: str) -> list[str]:
+def write_task(result: Opaque[SubmissionResult], report: Opaque[dict[str, Any]], out_dir: str) -> list[str]:
     """Write the submission's files (retried when e.g. the workbook is open in Excel and cannot be replaced)."""
-    return [str(p) for p in write_submission_reports(result, report, Path(out_dir))]
+    return [str(p) for p in write_submission_reports(result.value, report.value, Path(out_dir))]
 
 
 def _with_storage(settings: Settings, refresh: bool) -> tuple[Any, Any, Any]:
@@ -614,7 +637,7 @@ def _screen_resolved(
         # later writers (highlighted originals) need where it is now.
         got = IngestedDocument(document=dataclasses.replace(got.document, path=job.path), passages=got.passages)
         documents.append(got)
-        score_futures.append((job, score_t.submit(job, got)))
+        score_futures.append((job, score_t.submit(job, Opaque(got))))
     scored: list[ScoredDocument] = []
     for job, sfut in score_futures:
         scored.append(sfut.result())
@@ -632,7 +655,7 @@ def _screen_resolved(
     )
     report = build_report(result, matcher.catalogue, run)
     report["skipped"] = [{"name": r.name, "reason": r.message} for r in refused if r.code == "duplicate"]
-    written = write_t(result, report, str(out))
+    written = write_t(Opaque(result), Opaque(report), str(out))
     try:
         _artifacts(name, report, out)
     except Exception as exc:  # the UI summary is a convenience; never lose a finished report over it
