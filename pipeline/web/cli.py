@@ -54,11 +54,11 @@ def _read_password(args: argparse.Namespace) -> str | None:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     if not sys.stdin.isatty():
-        print("qpm-screen web create-user: no terminal to ask for a password: use --password-stdin", file=sys.stderr)
+        print("qpm-screen web: no terminal to ask for a password: use --password-stdin", file=sys.stderr)
         return None
     first = getpass.getpass("Password (at least 10 characters): ")
     if getpass.getpass("Repeat the password: ") != first:
-        print("qpm-screen web create-user: the passwords differ", file=sys.stderr)
+        print("qpm-screen web: the passwords differ", file=sys.stderr)
         return None
     return first
 
@@ -80,6 +80,35 @@ def cmd_create_user(args: argparse.Namespace) -> int:
                 return EXIT_USAGE
             db.commit()
             print(f"created {args.role} {user.username}")
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
+def cmd_set_password(args: argparse.Namespace) -> int:
+    """Set a new password for an account; every sign-in of that account ends."""
+    from sqlalchemy import select
+
+    from pipeline.web.db import User
+    from pipeline.web.workspace import WorkspaceError, set_password
+
+    password = _read_password(args)
+    if password is None:
+        return EXIT_USAGE
+    engine, sessions = _open_db(_settings(args))
+    try:
+        with sessions() as db:
+            user = db.scalars(select(User).where(User.username == args.name)).first()
+            if user is None:
+                print(f"qpm-screen web set-password: no account named {args.name!r}", file=sys.stderr)
+                return EXIT_USAGE
+            try:
+                set_password(db, user, password)
+            except WorkspaceError as exc:
+                print(f"qpm-screen web set-password: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            db.commit()
+            print(f"password changed for {user.username}; their sign-ins have ended")
     finally:
         engine.dispose()
     return EXIT_OK
@@ -163,6 +192,11 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     c.add_argument("--display-name", help="full name shown in the workspace and exports")
     c.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     c.set_defaults(func=cmd_create_user)
+
+    w = web.add_parser("set-password", parents=[common, server], help="set a new password for an account")
+    w.add_argument("name", metavar="NAME", help="the account's user name")
+    w.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    w.set_defaults(func=cmd_set_password)
 
     i = web.add_parser("import", parents=[common, server], help="import batch output folders into the workspace")
     i.add_argument("folders", nargs="+", metavar="DIR", help="a `batch --out` folder, or one submission's folder")

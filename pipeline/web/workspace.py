@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -575,17 +575,6 @@ def export_review_labels(db_url: str) -> list[ReviewLabel]:
             return review_labels(session)
     finally:
         engine.dispose()
-
-
-def iter_label_csv_rows(labels: Iterable[ReviewLabel]) -> Iterable[dict[str, str]]:
-    """Rows for a labels CSV (``document,indicator,expected,evidence``), the format ``pipeline.labels`` reads."""
-    for label in labels:
-        yield {
-            "document": label.document,
-            "indicator": label.indicator,
-            "expected": label.expected,
-            "evidence": label.evidence,
-        }
 
 
 def utc_now() -> datetime:

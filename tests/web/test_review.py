@@ -482,6 +482,22 @@ def test_cli_create_user_and_import(tmp_path: Path, batch_out: Path) -> None:
         timeout=120,
     )
     assert weak.returncode == 2 and "at least 10" in weak.stderr
+    reset = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "web", "set-password", "nina", "--password-stdin", *env_args],
+        input=PASSWORD + "-new\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert reset.returncode == 0 and "password changed for nina" in reset.stdout, reset.stderr
+    nobody = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "web", "set-password", "zed", "--password-stdin", *env_args],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert nobody.returncode == 2 and "no account named 'zed'" in nobody.stderr
     imported = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "web", "import", str(batch_out), *env_args],
         capture_output=True,
