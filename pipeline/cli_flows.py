@@ -152,6 +152,9 @@ def _print_outcome(outcome: SubmissionOutcome) -> None:
     for err in outcome.report["errors"]:
         print(f"  FAILED {err['name']}: {err['message']}")
     print(f"  report: {Path(outcome.out_dir) / 'report.json'}")
+    evidence_map = Path(outcome.out_dir) / "evidence-map.html"
+    if evidence_map.exists():
+        print(f"  evidence map (open in a browser): {evidence_map}")
 
 
 # --- screen -------------------------------------------------------------------------------------------------
