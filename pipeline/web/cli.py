@@ -11,6 +11,7 @@ import csv
 import getpass
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +64,9 @@ def _read_password(args: argparse.Namespace) -> str | None:
     return first
 
 
-def cmd_create_user(args: argparse.Namespace) -> int:
-    """Create a local account (password prompted twice, or read from standard input)."""
-    from pipeline.web.workspace import WorkspaceError, create_user
+def _account_command(args: argparse.Namespace, command: str, action: Callable[[Any, str], str]) -> int:
+    """Read a password, run ``action(db, password)`` in one transaction and print what it returns."""
+    from pipeline.web.workspace import WorkspaceError
 
     password = _read_password(args)
     if password is None:
@@ -74,15 +75,26 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     try:
         with sessions() as db:
             try:
-                user = create_user(db, args.name, password, args.role, display_name=args.display_name or "")
+                message = action(db, password)
             except WorkspaceError as exc:
-                print(f"qpm-screen web create-user: {exc}", file=sys.stderr)
+                print(f"qpm-screen web {command}: {exc}", file=sys.stderr)
                 return EXIT_USAGE
             db.commit()
-            print(f"created {args.role} {user.username}")
+            print(message)
     finally:
         engine.dispose()
     return EXIT_OK
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    """Create a local account (password prompted twice, or read from standard input)."""
+    from pipeline.web.workspace import create_user
+
+    def create(db: Any, password: str) -> str:
+        user = create_user(db, args.name, password, args.role, display_name=args.display_name or "")
+        return f"created {args.role} {user.username}"
+
+    return _account_command(args, "create-user", create)
 
 
 def cmd_set_password(args: argparse.Namespace) -> int:
@@ -92,26 +104,14 @@ def cmd_set_password(args: argparse.Namespace) -> int:
     from pipeline.web.db import User
     from pipeline.web.workspace import WorkspaceError, set_password
 
-    password = _read_password(args)
-    if password is None:
-        return EXIT_USAGE
-    engine, sessions = _open_db(_settings(args))
-    try:
-        with sessions() as db:
-            user = db.scalars(select(User).where(User.username == args.name)).first()
-            if user is None:
-                print(f"qpm-screen web set-password: no account named {args.name!r}", file=sys.stderr)
-                return EXIT_USAGE
-            try:
-                set_password(db, user, password)
-            except WorkspaceError as exc:
-                print(f"qpm-screen web set-password: {exc}", file=sys.stderr)
-                return EXIT_USAGE
-            db.commit()
-            print(f"password changed for {user.username}; their sign-ins have ended")
-    finally:
-        engine.dispose()
-    return EXIT_OK
+    def change(db: Any, password: str) -> str:
+        user = db.scalars(select(User).where(User.username == args.name)).first()
+        if user is None:
+            raise WorkspaceError(f"no account named {args.name!r}")
+        set_password(db, user, password)
+        return f"password changed for {user.username}; their sign-ins have ended"
+
+    return _account_command(args, "set-password", change)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
