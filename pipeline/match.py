@@ -415,21 +415,7 @@ class Matcher:
     def score_document(self, name: str, doc_id: str, policy_type: str, passages: list[Passage]) -> ScoredDocument:
         """Score every passage of one document against every indicator."""
         feats, elements = document_features(self.index, self.encoder, policy_type, passages)
-        n = self.index.n
-        if passages:
-            evidence = self.evidence_model.predict_proba(feats.reshape(-1, feats.shape[2])).reshape(-1, n)
-        else:
-            evidence = np.zeros((0, n), dtype=np.float32)
-        return ScoredDocument(
-            name=name,
-            doc_id=doc_id,
-            policy_type=policy_type,
-            passages=passages,
-            evidence=evidence,
-            elements=elements,
-            exemplar_max=feats[:, :, 0] if passages else np.zeros((0, n), dtype=np.float32),
-            terms=document_terms(self.index, passages),
-        )
+        return score_features(self.index, self.evidence_model, name, doc_id, policy_type, passages, feats, elements)
 
     def decide(self, docs: Sequence[ScoredDocument], scope: str) -> Coverage:
         """Decide every indicator over ``docs`` together (one document, or a whole submission)."""
@@ -493,6 +479,31 @@ class Matcher:
             return {e.id: True for e in ind.elements}
         supported = {ev.element for ev in evidence if ev.score >= 0.5}
         return {e.id: e.id in supported for e in ind.elements}
+
+
+def score_features(
+    index: IndicatorIndex,
+    evidence_model: EvidenceModel,
+    name: str,
+    doc_id: str,
+    policy_type: str,
+    passages: list[Passage],
+    feats: np.ndarray,
+    elements: np.ndarray,
+) -> ScoredDocument:
+    """A document's evidence probabilities from its already computed passage features."""
+    flat = feats.reshape(-1, feats.shape[2])
+    evidence = evidence_model.predict_proba(flat).reshape(-1, index.n) if len(flat) else np.zeros((0, index.n))
+    return ScoredDocument(
+        name=name,
+        doc_id=doc_id,
+        policy_type=policy_type,
+        passages=passages,
+        evidence=evidence.astype(np.float32),
+        elements=elements,
+        exemplar_max=feats[:, :, 0],
+        terms=document_terms(index, passages),
+    )
 
 
 def passage_texts(passages: Sequence[Passage]) -> list[str]:

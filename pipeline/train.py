@@ -43,8 +43,8 @@ from pipeline.match import (
     ScoredDocument,
     decision_features,
     document_features,
-    document_terms,
     passage_features,
+    score_features,
 )
 
 MODEL_FILE = "matcher.joblib"
@@ -156,19 +156,9 @@ def load_labelled_documents(
 
 
 def _scored(doc: LabelledDocument, model: EvidenceModel, index: IndicatorIndex) -> ScoredDocument:
-    n = index.n
-    flat = doc.features.reshape(-1, doc.features.shape[2])
-    evidence = model.predict_proba(flat).reshape(-1, n) if len(flat) else np.zeros((0, n), dtype=np.float32)
     d = doc.ingested.document
-    return ScoredDocument(
-        name=d.name,
-        doc_id=d.doc_id,
-        policy_type=d.metadata.policy_type,
-        passages=doc.ingested.passages,
-        evidence=evidence,
-        elements=doc.elements,
-        exemplar_max=doc.features[:, :, 0],
-        terms=document_terms(index, doc.ingested.passages),
+    return score_features(
+        index, model, d.name, d.doc_id, d.metadata.policy_type, doc.ingested.passages, doc.features, doc.elements
     )
 
 
