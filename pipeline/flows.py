@@ -59,6 +59,7 @@ from typing import Any, Generic, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -350,7 +351,8 @@ def score_task(job: DocumentJob, ingested: Opaque[IngestedDocument]) -> ScoredDo
         return matcher.score_document(doc.name, doc.doc_id, doc.metadata.policy_type, ingested.value.passages)
 
 
-@task(name="write reports", retries=3, retry_delay_seconds=2, retry_condition_fn=_transient)
+# Never cached: the files must be written on every run, and hashing the whole result for a key cost 0.1-0.2 s.
+@task(name="write reports", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, retry_condition_fn=_transient)
 def write_task(result: Opaque[SubmissionResult], report: Opaque[dict[str, Any]], out_dir: str) -> list[str]:
     """Write the submission's files (retried when e.g. the workbook is open in Excel and cannot be replaced)."""
     return [str(p) for p in write_submission_reports(result.value, report.value, Path(out_dir))]

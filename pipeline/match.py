@@ -532,9 +532,11 @@ def document_features(
         )
     texts = passage_texts(passages)
     sections = section_texts(passages)
-    vectors = encoder.encode(texts)
     unique_sections = sorted({s for s in sections if s})
-    section_vec = dict(zip(unique_sections, encoder.encode(unique_sections), strict=True))
+    # One encode call for passages and headings: each call has a fixed cost and sorts its own texts by length.
+    encoded = encoder.encode(texts + unique_sections)
+    vectors = encoded[: len(texts)]
+    section_vec = dict(zip(unique_sections, encoded[len(texts) :], strict=True))
     zero = np.zeros(vectors.shape[1], dtype=np.float32)
     section_vectors = np.vstack([section_vec.get(s, zero) for s in sections])
     has_section = np.array([1.0 if s else 0.0 for s in sections], dtype=np.float32)
