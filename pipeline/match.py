@@ -355,9 +355,17 @@ class DecisionModel:
     """
 
     def __init__(
-        self, areas: Sequence[str], max_iter: int = 150, learning_rate: float = 0.05, max_leaf_nodes: int = 8
+        self,
+        areas: Sequence[str],
+        max_iter: int = 150,
+        learning_rate: float = 0.05,
+        max_leaf_nodes: int = 8,
+        coverage_weight: float = 1.0,
     ) -> None:
         self.areas = list(areas)
+        # Multiplies P(met) and P(partial) against P(missing) when choosing a status. Learned by training on
+        # held-out predictions (see pipeline.train.choose_coverage_weight); 1.0 is the plain most-probable class.
+        self.coverage_weight = coverage_weight
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
@@ -392,6 +400,11 @@ class DecisionModel:
                 out[:, k] = raw[:, classes.index(status)]
         return out
 
+    def statuses(self, probs: np.ndarray) -> list[Status]:
+        """The status of each row of :meth:`predict_proba` output, with ``coverage_weight`` applied."""
+        weights = np.array([self.coverage_weight, self.coverage_weight, 1.0], dtype=np.float32)
+        return [STATUSES[int(k)] for k in np.argmax(probs * weights, axis=1)]
+
 
 class Matcher:
     """A catalogue, an encoder and the two trained models: passages in, coverage out."""
@@ -422,10 +435,11 @@ class Matcher:
         feats = decision_features(self.index, docs)
         areas = [ind.area for ind in self.catalogue.indicators]
         probs = self.decision_model.predict_proba(feats, areas)
+        statuses = self.decision_model.statuses(probs)
         results = []
         for i, ind in enumerate(self.catalogue.indicators):
             p = probs[i]
-            status: Status = STATUSES[int(np.argmax(p))]
+            status = statuses[i]
             evidence = self._evidence(docs, i) if status != "missing" else []
             results.append(
                 IndicatorResult(

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
+
 from pipeline.config import PROJECT_ROOT
-from pipeline.train import catalogue_rows, labelled_files, review_files
+from pipeline.match import DecisionModel
+from pipeline.train import catalogue_rows, choose_coverage_weight, labelled_files, review_files
 
 
 @dataclass
@@ -65,3 +68,18 @@ def test_catalogue_rows_never_compare_a_sentence_with_itself() -> None:
     X, _, _ = catalogue_rows(IndicatorIndex(cat, BagOfWordsEncoder()))
     exemplar_max = X[:, PASSAGE_FEATURES.index("exemplar_max")]
     assert exemplar_max.max() < 0.99  # a sentence identical to itself would score 1.0
+
+
+def test_coverage_weight_is_learned_from_held_out_probabilities() -> None:
+    # Probabilities (met, partial, missing) where "missing" narrowly wins rows that are really partial.
+    probs = np.array([[0.1, 0.42, 0.48]] * 4 + [[0.05, 0.1, 0.85]] * 4 + [[0.7, 0.2, 0.1]] * 2, dtype=np.float32)
+    labels = ["partial"] * 4 + ["missing"] * 4 + ["met"] * 2
+    assert DecisionModel([]).statuses(probs)[:4] == ["missing"] * 4
+    weight = choose_coverage_weight(probs, labels)
+    assert 1.1 <= weight <= 2.0  # 0.42 * w must beat 0.48, and 0.1 * w must not beat 0.85
+    assert DecisionModel([], coverage_weight=weight).statuses(probs) == labels
+
+
+def test_coverage_weight_stays_at_one_when_the_most_probable_class_is_already_right() -> None:
+    probs = np.array([[0.1, 0.3, 0.6], [0.2, 0.6, 0.2], [0.8, 0.1, 0.1]], dtype=np.float32)
+    assert choose_coverage_weight(probs, ["missing", "partial", "met"]) == 1.0
