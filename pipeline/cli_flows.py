@@ -38,6 +38,8 @@ def prepare_prefect(settings: Settings, *, verbose: bool) -> None:
     # Quiet by default: the command prints its own summary; problems with files are reported in it, not logged.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "ERROR")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING" if verbose else "ERROR")
+    # A local Dask cluster (--workers) otherwise logs every worker start and stop through Prefect's console.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose else "error")
 
 
 def _error(command: str, message: str) -> int:

@@ -45,7 +45,10 @@ def load_model(settings: Settings) -> SentenceTransformer:
     with _LOCK:
         if key not in _MODELS:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
 
+            # Its "Loading weights" bar would land in every command's output, in quiet and --json modes too.
+            transformers_logging.disable_progress_bar()
             _MODELS[key] = SentenceTransformer(str(model_path(settings)), device="cpu", local_files_only=True)
         return cast("SentenceTransformer", _MODELS[key])
 

@@ -211,3 +211,29 @@ def test_killed_batch_resumes_to_the_same_outputs(driver: Path, tmp_path: Path) 
             differing = [k for k in want[name] if got[name].get(k) != want[name][k]]
             assert not differing, f"{name} differs in {differing}"
         assert got[name] == want[name], name
+
+
+@pytest.mark.slow
+def test_screen_on_local_process_workers_is_complete_and_quiet(tmp_path: Path) -> None:
+    # The real CLI and matcher: worker processes build their own matcher, so the test double cannot be used.
+    sub = flow_support.make_submission(tmp_path / "in" / "acme", variant="\nProcess workers.\n")
+    out = tmp_path / "out"
+    cli = [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"]
+    proc = subprocess.run(
+        [*cli, "screen", str(sub), "--out", str(out), "--workers", "1", "--json"],
+        env=env_for(tmp_path / "cache"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    # Quiet without --verbose: no Dask start/stop chatter, no model-loading progress bar.
+    assert "distributed." not in proc.stderr + proc.stdout
+    assert "Loading weights" not in proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["screened"] and not data["errors"]
+    assert sorted(data["documents"]) == ["complaints.txt", "confidentiality.md", "safeguarding.md"]
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert len(report["indicators"]) == 60
+    assert sum(data["counts"].values()) == 60
