@@ -402,8 +402,14 @@ class DecisionModel:
 
     def statuses(self, probs: np.ndarray) -> list[Status]:
         """The status of each row of :meth:`predict_proba` output, with ``coverage_weight`` applied."""
-        weights = np.array([self.coverage_weight, self.coverage_weight, 1.0], dtype=np.float32)
-        return [STATUSES[int(k)] for k in np.argmax(probs * weights, axis=1)]
+        return weighted_statuses(probs, self.coverage_weight)
+
+
+def weighted_statuses(probs: np.ndarray, coverage_weight: float) -> list[Status]:
+    """Per row of (met, partial, missing) probabilities, the status that wins once P(met) and P(partial) are
+    multiplied by ``coverage_weight``."""
+    weights = np.array([coverage_weight, coverage_weight, 1.0], dtype=np.float32)
+    return [STATUSES[int(k)] for k in np.argmax(probs * weights, axis=1)]
 
 
 class Matcher:

@@ -46,6 +46,7 @@ from pipeline.match import (
     document_features,
     passage_features,
     score_features,
+    weighted_statuses,
 )
 
 MODEL_FILE = "matcher.joblib"
@@ -179,7 +180,7 @@ def choose_coverage_weight(held_out: np.ndarray, labels: Sequence[str]) -> float
     """
     best_weight, best_f1 = 1.0, -1.0
     for weight in COVERAGE_WEIGHTS:
-        f1 = _macro_f1(labels, DecisionModel([], coverage_weight=weight).statuses(held_out))
+        f1 = _macro_f1(labels, weighted_statuses(held_out, weight))
         if f1 > best_f1 + 1e-9:
             best_weight, best_f1 = weight, f1
     return best_weight
@@ -241,7 +242,7 @@ def fit(
         "catalogue_rows": len(yc),
         "cv_passage_auc": round(float(roc_auc_score(truth, np.concatenate(passage_pred))), 4),
         "cv_macro_f1_3class": round(_macro_f1(oof_labels, decision.statuses(held_out)), 4),
-        "cv_macro_f1_3class_unweighted": round(_macro_f1(oof_labels, DecisionModel([]).statuses(held_out)), 4),
+        "cv_macro_f1_3class_unweighted": round(_macro_f1(oof_labels, weighted_statuses(held_out, 1.0)), 4),
         "decision_coverage_weight": decision.coverage_weight,
         "label_counts": {s: oof_labels.count(s) for s in STATUSES},
     }

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.config import PROJECT_ROOT
-from pipeline.match import DecisionModel
+from pipeline.match import weighted_statuses
 from pipeline.train import catalogue_rows, choose_coverage_weight, labelled_files, review_files
 
 
@@ -74,10 +74,10 @@ def test_coverage_weight_is_learned_from_held_out_probabilities() -> None:
     # Probabilities (met, partial, missing) where "missing" narrowly wins rows that are really partial.
     probs = np.array([[0.1, 0.42, 0.48]] * 4 + [[0.05, 0.1, 0.85]] * 4 + [[0.7, 0.2, 0.1]] * 2, dtype=np.float32)
     labels = ["partial"] * 4 + ["missing"] * 4 + ["met"] * 2
-    assert DecisionModel([]).statuses(probs)[:4] == ["missing"] * 4
+    assert weighted_statuses(probs, 1.0)[:4] == ["missing"] * 4
     weight = choose_coverage_weight(probs, labels)
     assert 1.1 <= weight <= 2.0  # 0.42 * w must beat 0.48, and 0.1 * w must not beat 0.85
-    assert DecisionModel([], coverage_weight=weight).statuses(probs) == labels
+    assert weighted_statuses(probs, weight) == labels
 
 
 def test_coverage_weight_stays_at_one_when_the_most_probable_class_is_already_right() -> None:
