@@ -52,6 +52,7 @@ PASSAGE_FEATURES = (
     "neighbour_lift",
     "area_gap",
 )
+_WORD = re.compile(r"[a-z0-9]+")
 NEGATION = re.compile(
     r"\b(?:do|does|did|will|shall|can|is|are|was|were|would|should|must|have|has)\s+not\b"
     r"|\b(?:don't|doesn't|won't|isn't|aren't|cannot|can't|haven't|hasn't)\b"
@@ -110,13 +111,17 @@ class IndicatorIndex:
             np.array([i for i, ind in enumerate(inds) if ind.area == code]) for code in self.area_codes
         ]
         self.n_elements = np.array([min(len(ind.elements), MAX_ELEMENTS) for ind in inds])
-        # one pattern for every key term, scanned once per passage; the lookahead lets terms overlap
-        self.term_owners: dict[str, list[int]] = {}
+        self.ex_groups = _Groups(self.ex_owner, self.n)
+        self.nm_groups = _Groups(self.nm_owner, self.n)
+        self.el_groups = _Groups(self.el_owner[:, 0] * MAX_ELEMENTS + self.el_owner[:, 1], self.n * MAX_ELEMENTS)
+        # key terms as word sequences, indexed by their first word: one pass over a text's words finds them all
+        self.term_owners: dict[tuple[str, ...], list[int]] = {}
         for i, ind in enumerate(inds):
-            for term in {t.strip().lower() for t in ind.key_terms if t.strip()}:
+            for term in {tuple(_words(t)) for t in ind.key_terms} - {()}:
                 self.term_owners.setdefault(term, []).append(i)
-        alternatives = "|".join(re.escape(t) for t in sorted(self.term_owners, key=len, reverse=True))
-        self.term_pattern = re.compile(r"(?=\b(" + alternatives + r")\b)", re.IGNORECASE) if alternatives else None
+        self.term_starts: dict[str, list[tuple[str, ...]]] = {}
+        for term in self.term_owners:
+            self.term_starts.setdefault(term[0], []).append(term)
         bags = [" ".join([ind.title, ind.must_say, *ind.exemplars, *ind.key_terms]) for ind in inds]
         self.tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, stop_words="english")
         self.tfidf_profiles = self.tfidf.fit_transform(bags)
@@ -133,14 +138,20 @@ def _flatten(groups: Sequence[Sequence[str]]) -> tuple[list[str], np.ndarray]:
     return texts, np.array(owner, dtype=np.int64)
 
 
+def _words(text: str) -> list[str]:
+    """Lower-case words and numbers: key terms match across case, hyphens, apostrophes and line breaks."""
+    return _WORD.findall(text.lower())
+
+
 def terms_found(index: IndicatorIndex, text: str) -> dict[int, set[str]]:
     """Per indicator (by position), the distinct key terms of that indicator present in ``text``."""
+    words = _words(text)
     found: dict[int, set[str]] = {}
-    if index.term_pattern is None:
-        return found
-    for term in {m.lower() for m in index.term_pattern.findall(text)}:
-        for i in index.term_owners.get(term, ()):
-            found.setdefault(i, set()).add(term)
+    for k, word in enumerate(words):
+        for term in index.term_starts.get(word, ()):
+            if tuple(words[k : k + len(term)]) == term:
+                for i in index.term_owners[term]:
+                    found.setdefault(i, set()).add(" ".join(term))
     return found
 
 
@@ -153,23 +164,37 @@ def _type_match(doc_type: str, ind: Indicator) -> float:
     return 0.0
 
 
-def _group_max(sim: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-    out = np.full((sim.shape[0], n), -1.0, dtype=np.float32)
-    for i in range(n):
-        cols = owner == i
-        if cols.any():
-            out[:, i] = sim[:, cols].max(axis=1)
-    return out
+class _Groups:
+    """The columns of a similarity matrix grouped by owner, as a padded (groups, width) index, so the best and
+    top-k similarity of every group come from one vectorised operation."""
 
+    def __init__(self, owner: np.ndarray, n: int) -> None:
+        counts = np.bincount(owner, minlength=n) if len(owner) else np.zeros(n, dtype=np.int64)
+        self.n = n
+        self.counts = counts
+        self.index = np.zeros((n, max(int(counts.max(initial=0)), 1)), dtype=np.int64)
+        self.valid = np.zeros(self.index.shape, dtype=bool)
+        filled = np.zeros(n, dtype=np.int64)
+        for column, group in enumerate(owner):
+            self.index[group, filled[group]] = column
+            self.valid[group, filled[group]] = True
+            filled[group] += 1
 
-def _group_topk_mean(sim: np.ndarray, owner: np.ndarray, n: int, k: int = 3) -> np.ndarray:
-    out = np.zeros((sim.shape[0], n), dtype=np.float32)
-    for i in range(n):
-        block = sim[:, owner == i]
-        if block.shape[1]:
-            kk = min(k, block.shape[1])
-            out[:, i] = -np.sort(-block, axis=1)[:, :kk].mean(axis=1)
-    return out
+    def _blocks(self, sim: np.ndarray) -> np.ndarray:
+        if sim.shape[1] == 0:
+            return np.full((sim.shape[0], self.n, 1), -np.inf, dtype=np.float32)
+        return np.where(self.valid, sim[:, self.index], -np.inf)
+
+    def max(self, sim: np.ndarray) -> np.ndarray:
+        """(rows, groups) best similarity per group; -1 for a group with no member."""
+        best = self._blocks(sim).max(axis=2)
+        return np.where(np.isfinite(best), best, -1.0).astype(np.float32)
+
+    def top_mean(self, sim: np.ndarray, k: int = 3) -> np.ndarray:
+        """(rows, groups) mean of the ``k`` best similarities per group (fewer when the group is smaller)."""
+        top = -np.sort(-self._blocks(sim), axis=2)[:, :, :k]
+        total = np.where(np.isfinite(top), top, 0.0).sum(axis=2)
+        return (total / np.maximum(np.minimum(self.counts, k), 1)).astype(np.float32)
 
 
 def passage_features(
@@ -198,15 +223,11 @@ def passage_features(
             if item is not None:
                 kind, k = item
                 {"ex": sim_ex, "nm": sim_nm, "el": sim_el}[kind][row, k] = -1.0
-    ex_max = _group_max(sim_ex, index.ex_owner, n)
-    ex_top3 = _group_topk_mean(sim_ex, index.ex_owner, n)
-    nm_max = _group_max(sim_nm, index.nm_owner, n)
+    ex_max = index.ex_groups.max(sim_ex)
+    ex_top3 = index.ex_groups.top_mean(sim_ex)
+    nm_max = index.nm_groups.max(sim_nm)
     desc = vectors @ index.desc.T
-    elements = np.full((len(texts), n, MAX_ELEMENTS), -1.0, dtype=np.float32)
-    for e in range(MAX_ELEMENTS):
-        cols = index.el_owner[:, 1] == e
-        if cols.any():
-            elements[:, :, e] = _group_max(sim_el[:, cols], index.el_owner[cols, 0], n)
+    elements = index.el_groups.max(sim_el).reshape(len(texts), n, MAX_ELEMENTS)
     valid = elements > -1.0
     element_best = np.where(valid, elements, -1.0).max(axis=2)
     element_mean = np.where(valid, elements, 0.0).sum(axis=2) / np.maximum(valid.sum(axis=2), 1)
