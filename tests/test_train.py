@@ -83,3 +83,66 @@ def test_coverage_weight_is_learned_from_held_out_probabilities() -> None:
 def test_coverage_weight_stays_at_one_when_the_most_probable_class_is_already_right() -> None:
     probs = np.array([[0.1, 0.3, 0.6], [0.2, 0.6, 0.2], [0.8, 0.1, 0.1]], dtype=np.float32)
     assert choose_coverage_weight(probs, ["missing", "partial", "met"]) == 1.0
+
+
+class _FakeModel:
+    """Stands in for the sentence encoder: hashed bag of words."""
+
+    def encode(self, texts: list[str], **_: object) -> np.ndarray:
+        from tests.fakes import BagOfWordsEncoder
+
+        return BagOfWordsEncoder().encode(list(texts))
+
+
+class _RecordingTuner:
+    """Records which texts each adapter was trained on."""
+
+    def __init__(self) -> None:
+        self.seen: list[set[str]] = []
+        self.rank, self.epochs = 1, 1
+
+    def fit(self, model: object, examples: list, anchors: np.ndarray) -> object:
+        self.seen.append({e.text for e in examples})
+
+        class _Adapter:
+            def apply(self, model: object) -> None:
+                pass
+
+        return _Adapter()
+
+
+def test_no_training_document_is_featurised_by_an_adapter_that_saw_it(monkeypatch, tmp_path) -> None:
+    import pipeline.train as train_module
+    from pipeline.catalogue import load_catalogue
+    from pipeline.config import Settings
+
+    settings = Settings(cache_dir=tmp_path)
+    monkeypatch.setattr(train_module, "load_base_model", lambda s: _FakeModel())
+    featurised_by: dict[str, int] = {}
+    real_features = train_module.document_features
+
+    def spy(index, encoder, policy_type, passages):
+        featurised_by[passages[0].doc_id] = len(tuner.seen) - 1
+        return real_features(index, encoder, policy_type, passages)
+
+    monkeypatch.setattr(train_module, "document_features", spy)
+    files = dict(
+        list(
+            labelled_files(
+                PROJECT_ROOT / "sample_policies" / "docs", PROJECT_ROOT / "sample_policies" / "labels.csv"
+            ).items()
+        )[:5]
+    )
+    training = train_module.read_training_files(files, settings)
+    catalogue = load_catalogue(settings.catalogue_path)
+    tuner = _RecordingTuner()
+    docs, _, _ = train_module.cross_fitted_documents(settings, catalogue, training, tuner, folds=3)  # type: ignore[arg-type]
+    assert len(tuner.seen) == 4  # three fold adapters, then the final one on everything
+    assert len(docs) == 5 and all(d.features.shape[0] == len(d.ingested.passages) for d in docs)
+    for ingested, _ in training:
+        texts = set(train_module.passage_texts(ingested.passages))
+        fold = featurised_by[ingested.document.doc_id]
+        assert fold < 3 and not texts & tuner.seen[fold] - {
+            t for e in train_module.catalogue_examples(catalogue) for t in [e.text]
+        }
+        assert texts <= tuner.seen[3]

@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline.catalogue import load_catalogue
 from pipeline.config import Settings
-from pipeline.embed import Encoder, load_model
+from pipeline.embed import Encoder, encode_with, load_model
 from pipeline.errors import DocumentError
 from pipeline.extract.detect import sniff
 from pipeline.ingest import FailedDocument, IngestedDocument, ingest
@@ -52,16 +52,7 @@ class TransientEncoder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-normalised float32 vectors, one row per text (the same call the cached encoder makes)."""
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        vectors = load_model(self.settings).encode(
-            list(texts),
-            batch_size=self.settings.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        return encode_with(load_model(self.settings), list(texts), self.settings.batch_size)
 
 
 def build_private_matcher(settings: Settings) -> Matcher:
