@@ -1,18 +1,20 @@
 """Prefect 3 flows: thin orchestration over the plain pipeline functions.
 
-``screen_submission`` screens one submission (a folder, a .zip, or a list of files): one task per document for
-ingestion (extraction + segmentation), one per document for scoring, then the decision over the whole
-submission, report writing and two Prefect artifacts (a coverage table and a markdown summary).
+``screen_submission`` screens one submission (a folder, a .zip, or a list of files): one task per document
+(extraction, segmentation and scoring), then the decision over the whole submission, report writing and two
+Prefect artifacts (a coverage table and a markdown summary).
 ``screen_batch`` runs one ``screen_submission`` per entry of a batch folder (sub-folders and zips) with bounded
 concurrency; a submission that fails is recorded and the others go on.
 
 Why it is shaped like this:
 
-- Prefect's per-task overhead is tens of milliseconds, so tasks are per document, never per passage.
-- Ingest and score results are cached and persisted under ``Settings.cache_dir`` with keys built from the file's
-  content hash, the code version, the settings that change the result, and (for scoring) the catalogue
-  fingerprint and the trained model's id. Re-running after a crash, or after one provider adds a document, does
-  only the new work. The ingest key also holds the run date, because "out of date" is judged against today.
+- Prefect's per-task overhead is real (measured: a separate extraction task and scoring task per document made
+  a warm 40-page run 1.5-2 s slower than one task per document), so tasks are per document, never per passage.
+- Document results are cached and persisted under ``Settings.cache_dir`` with keys built from the file's content
+  hash, the code version, the settings that change the result, the catalogue fingerprint, the trained model's
+  id and the run date (because "out of date" is judged against today). Re-running after a crash, or after one
+  provider adds a document, does only the new work; passage vectors are also cached by text, so a re-run on
+  another day costs lookups, not encoding.
 - A submission whose ``report.json`` already carries the same input key is not screened again (its outputs are
   complete: ``report.json`` is always written last). That makes a re-run of an unchanged batch cost little more
   than hashing its files.
@@ -101,7 +103,16 @@ MATCH_FIELDS = ("embedding_model_id", "evidence_per_indicator")
 # The source files each kind of result depends on. Hashing only these (not the whole package) keeps, say, a web
 # page edit from invalidating every cached extraction.
 INGEST_SOURCES = ("config.py", "errors.py", "document.py", "extract", "segment.py", "ingest.py")
-SCORE_SOURCES = (*INGEST_SOURCES, "catalogue.py", "coverage.py", "embed.py", "match.py", "screen.py", "train.py")
+SCORE_SOURCES = (
+    *INGEST_SOURCES,
+    "catalogue.py",
+    "coverage.py",
+    "adapt.py",
+    "embed.py",
+    "match.py",
+    "screen.py",
+    "train.py",
+)
 OUTPUT_SOURCES = (*SCORE_SOURCES, "report.py", "flows.py", "unpack.py", "evidence_map.py", "highlight.py", "templates")
 
 
@@ -278,19 +289,7 @@ class Opaque(Generic[T]):
         self.value = value
 
 
-def _ingest_key(context: TaskRunContext, params: dict[str, Any]) -> str:
-    job: DocumentJob = params["job"]
-    parts = (
-        job.sha256,
-        job.name,
-        code_version(INGEST_SOURCES),
-        settings_fingerprint(job.settings, INGEST_FIELDS),
-        job.today.isoformat(),
-    )
-    return "qpm-ingest-" + hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-def _score_key(context: TaskRunContext, params: dict[str, Any]) -> str:
+def _document_key(context: TaskRunContext, params: dict[str, Any]) -> str:
     job: DocumentJob = params["job"]
     parts = (
         job.sha256,
@@ -299,8 +298,9 @@ def _score_key(context: TaskRunContext, params: dict[str, Any]) -> str:
         settings_fingerprint(job.settings, INGEST_FIELDS + MATCH_FIELDS),
         job.catalogue,
         job.model,
+        job.today.isoformat(),  # "out of date" review dates are judged against the run date
     )
-    return "qpm-score-" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+    return "qpm-document-" + hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -316,39 +316,43 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
+@dataclass
+class ScreenedDocument:
+    """What one document task produces: the document read, and its passages scored."""
+
+    ingested: IngestedDocument
+    scored: ScoredDocument
+
+
 @task(
-    name="ingest",
-    task_run_name="ingest {job.name}",
-    cache_key_fn=_ingest_key,
+    name="screen document",
+    task_run_name="screen {job.name}",
+    cache_key_fn=_document_key,
     persist_result=True,
     cache_result_in_memory=False,  # persisted on disk; a large batch must not hold every document in memory
     retries=2,
     retry_delay_seconds=1,
     retry_condition_fn=_transient,
 )
-def ingest_task(job: DocumentJob) -> IngestedDocument | FailedDocument:
-    """Extract and segment one file (a bad file comes back as a ``FailedDocument``, never an exception)."""
+def document_task(job: DocumentJob) -> ScreenedDocument | FailedDocument:
+    """Extract, segment and score one file (a bad file comes back as a ``FailedDocument``, never an exception).
+
+    One task per document, not two: each Prefect task run costs bookkeeping that, measured here, outweighed
+    keeping extraction cached apart from scoring (a new model re-extracts in a fraction of the scoring time).
+    """
     path = Path(job.path)
     # Opening first turns a file locked by another program into an OSError here, which is retried, rather than
     # a "could not be read" result that would be cached.
     with open(path, "rb"):
         pass
-    return ingest(path, job.settings, today=job.today)
-
-
-@task(
-    name="score",
-    task_run_name="score {job.name}",
-    cache_key_fn=_score_key,
-    persist_result=True,
-    cache_result_in_memory=False,
-)
-def score_task(job: DocumentJob, ingested: Opaque[IngestedDocument]) -> ScoredDocument:
-    """Score every passage of one document against every indicator."""
+    got = ingest(path, job.settings, today=job.today)
+    if isinstance(got, FailedDocument):
+        return got
     matcher, lock = get_matcher(job.settings)
-    doc = ingested.value.document
+    doc = got.document
     with lock:
-        return matcher.score_document(doc.name, doc.doc_id, doc.metadata.policy_type, ingested.value.passages)
+        scored = matcher.score_document(doc.name, doc.doc_id, doc.metadata.policy_type, got.passages)
+    return ScreenedDocument(got, scored)
 
 
 # Never cached: the files must be written on every run, and hashing the whole result for a key cost 0.1-0.2 s.
@@ -358,13 +362,8 @@ def write_task(result: Opaque[SubmissionResult], report: Opaque[dict[str, Any]],
     return [str(p) for p in write_submission_reports(result.value, report.value, Path(out_dir))]
 
 
-def _with_storage(settings: Settings, refresh: bool) -> tuple[Any, Any, Any]:
-    storage = settings.cache_dir / "results"
-    return (
-        ingest_task.with_options(result_storage=storage, refresh_cache=refresh),
-        score_task.with_options(result_storage=storage, refresh_cache=refresh),
-        write_task,
-    )
+def _document_task(settings: Settings, refresh: bool) -> Any:
+    return document_task.with_options(result_storage=settings.cache_dir / "results", refresh_cache=refresh)
 
 
 # --- sources ------------------------------------------------------------------------------------------------
@@ -623,26 +622,22 @@ def _screen_resolved(
         _emit("submission", name=name, reused=True, documents=len(jobs))
         return SubmissionOutcome(name=name, out_dir=str(out), report=previous, reused=True)
 
-    ingest_t, score_t, write_t = _with_storage(cfg, refresh)
+    screen_t = _document_task(cfg, refresh)
     _emit("documents", name=name, total=len(jobs))
-    ingest_futures = [ingest_t.submit(job) for job in jobs]
+    futures = [screen_t.submit(job) for job in jobs]
     documents: list[IngestedDocument] = []
-    score_futures = []
-    for job, fut in zip(jobs, ingest_futures, strict=True):
+    scored: list[ScoredDocument] = []
+    for job, fut in zip(jobs, futures, strict=True):
         got = fut.result()
         if isinstance(got, FailedDocument):
-            got = dataclasses.replace(got, path=job.path)
-            failures.append(got)
+            failures.append(dataclasses.replace(got, path=job.path))
             _emit("document", name=job.name, ok=False)
             continue
         # A cached result remembers where the file was last time (a zip's work folder is new on every run);
         # later writers (highlighted originals) need where it is now.
-        got = IngestedDocument(document=dataclasses.replace(got.document, path=job.path), passages=got.passages)
-        documents.append(got)
-        score_futures.append((job, score_t.submit(job, Opaque(got))))
-    scored: list[ScoredDocument] = []
-    for job, sfut in score_futures:
-        scored.append(sfut.result())
+        document = dataclasses.replace(got.ingested.document, path=job.path)
+        documents.append(IngestedDocument(document=document, passages=got.ingested.passages))
+        scored.append(got.scored)
         _emit("document", name=job.name, ok=True)
     # Deciding is cheap and needs every document of the submission at once: it runs here, not as a task.
     result = decide(matcher, name, documents, failures, scored)
@@ -657,7 +652,7 @@ def _screen_resolved(
     )
     report = build_report(result, matcher.catalogue, run)
     report["skipped"] = [{"name": r.name, "reason": r.message} for r in refused if r.code == "duplicate"]
-    written = write_t(Opaque(result), Opaque(report), str(out))
+    written = write_task(Opaque(result), Opaque(report), str(out))
     try:
         _artifacts(name, report, out)
     except Exception as exc:  # the UI summary is a convenience; never lose a finished report over it

@@ -173,23 +173,25 @@ def test_hostile_zip_submission_is_refused_and_writes_nothing_outside(tmp_path: 
     assert not list(tmp_path.rglob("escaped.txt"))
 
 
-def test_cache_keys_follow_content_catalogue_model_and_code(settings: Settings) -> None:
+def test_cache_keys_follow_content_catalogue_model_code_and_date(settings: Settings) -> None:
     job = flows.DocumentJob(
         "/x/a.pdf", "a.pdf", "ab" * 32, settings, "1+abc", "model@1", "cat+1", flows.date(2026, 1, 1)
     )
-    base = flows._score_key(None, {"job": job})  # type: ignore[arg-type]
+    base = flows._document_key(None, {"job": job})  # type: ignore[arg-type]
     for change in (
         {"sha256": "cd" * 32},
         {"catalogue": "cat+2"},
         {"model": "model@2"},
         {"code": "1+def"},
         {"name": "b.pdf"},
+        {"today": flows.date(2026, 1, 2)},  # "out of date" review dates depend on the run date
+        {"settings": dataclasses.replace(settings, max_passage_words=60)},
     ):
-        assert flows._score_key(None, {"job": dataclasses.replace(job, **change)}) != base  # type: ignore[arg-type]
-    assert flows._score_key(None, {"job": dataclasses.replace(job, path="/y/a.pdf")}) == base  # type: ignore[arg-type]
-    ingest_base = flows._ingest_key(None, {"job": job})  # type: ignore[arg-type]
-    assert flows._ingest_key(None, {"job": dataclasses.replace(job, today=flows.date(2026, 1, 2))}) != ingest_base  # type: ignore[arg-type]
-    assert flows._ingest_key(None, {"job": dataclasses.replace(job, model="other")}) == ingest_base  # type: ignore[arg-type]
+        assert flows._document_key(None, {"job": dataclasses.replace(job, **change)}) != base  # type: ignore[arg-type]
+    # where the file lies does not matter (a zip's work folder is new on every run), nor unrelated settings
+    assert flows._document_key(None, {"job": dataclasses.replace(job, path="/y/a.pdf")}) == base  # type: ignore[arg-type]
+    same = dataclasses.replace(job, settings=dataclasses.replace(settings, web_port=9999))
+    assert flows._document_key(None, {"job": same}) == base  # type: ignore[arg-type]
 
 
 def test_retries_only_transient_errors() -> None:
