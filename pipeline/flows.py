@@ -95,7 +95,7 @@ INGEST_FIELDS = (
     "window_sentences",
     "spacy_model",
 )
-MATCH_FIELDS = ("embedding_model_id", "evidence_per_indicator")
+MATCH_FIELDS = ("embedding_model_id", "encoder_int8", "evidence_per_indicator")
 
 # --- fingerprints -------------------------------------------------------------------------------------------
 

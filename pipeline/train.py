@@ -41,7 +41,7 @@ from pipeline.adapt import (
 from pipeline.catalogue import Catalogue
 from pipeline.config import Settings
 from pipeline.coverage import STATUSES
-from pipeline.embed import ModelEncoder, TextEncoder, adapter_path, current_adapter, load_base_model
+from pipeline.embed import ModelEncoder, TextEncoder, adapter_path, current_adapter, inference_model, load_base_model
 from pipeline.errors import ModelUnavailableError
 from pipeline.ingest import IngestedDocument, collect_files, ingest
 from pipeline.labels import Label, overlaps, read_labels
@@ -197,6 +197,7 @@ def cross_fitted_documents(
 ) -> tuple[list[LabelledDocument], EncoderAdapter, ModelEncoder]:
     """Adapt the encoder; return each document's features from an adapter that never saw it, the adapter fitted
     on everything, and an encoder that uses that adapter."""
+    # the anchors start where the unquantised base model puts each indicator's exemplars (training is in float)
     base = ModelEncoder(load_base_model(settings), batch_size=settings.batch_size)
     anchors = initial_anchors(catalogue, base.encode)
     from_catalogue = catalogue_examples(catalogue)
@@ -205,8 +206,7 @@ def cross_fitted_documents(
     def adapted(keep: Sequence[int]) -> tuple[EncoderAdapter, ModelEncoder]:
         examples = from_catalogue + [e for k in keep for e in per_document[k]]
         adapter = tuner.fit(load_base_model(settings), examples, anchors)
-        model = load_base_model(settings)
-        adapter.apply(model)
+        model = inference_model(load_base_model(settings), settings, adapter)
         return adapter, ModelEncoder(model, batch_size=settings.batch_size)
 
     n = len(training)
@@ -342,6 +342,7 @@ def train(
     evidence, decision, metrics = fit(catalogue, encoder, docs, index)
     metrics["encoder_adapter"] = {
         "fingerprint": adapter.fingerprint(),
+        "int8": settings.encoder_int8,
         "rank": tuner.rank,
         "epochs": tuner.epochs,
         "cross_fitting_folds": ENCODER_FOLDS,
@@ -359,6 +360,7 @@ def train(
         "max_elements": MAX_ELEMENTS,
         "model_id": settings.embedding_model_id,
         "adapter": adapter.fingerprint(),
+        "encoder_int8": settings.encoder_int8,
         "catalogue": catalogue.fingerprint(),
         "metrics": metrics,
     }
@@ -384,6 +386,11 @@ def load_matcher(settings: Settings, catalogue: Catalogue, encoder: TextEncoder)
     if bundle.get("adapter") != (adapter.fingerprint() if adapter else None):
         raise ModelUnavailableError(
             f"{path} was trained with another encoder adapter than {adapter_path(settings)}: run `qpm-screen train`"
+        )
+    if bundle.get("encoder_int8") != settings.encoder_int8:
+        raise ModelUnavailableError(
+            f"{path} was trained with encoder_int8={bundle.get('encoder_int8')}: set QPM_ENCODER_INT8 to match, "
+            "or run `qpm-screen train`"
         )
     return Matcher(
         catalogue,

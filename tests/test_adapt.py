@@ -17,8 +17,8 @@ from pipeline.adapt import (
 )
 from pipeline.catalogue import load_catalogue
 from pipeline.config import Settings
-from pipeline.embed import ModelEncoder, encoder_id, load_base_model
-from pipeline.errors import ModelUnavailableError
+from pipeline.embed import ModelEncoder, encoder_id, inference_model, load_base_model
+from pipeline.errors import ConfigError, ModelUnavailableError
 
 
 def _adapter(
@@ -59,12 +59,17 @@ def test_an_adapter_for_other_layers_is_refused() -> None:
         _adapter(names=("0.model.encoder.layer.9.missing",)).apply(model)  # type: ignore[arg-type]
 
 
-def test_encoder_id_names_the_adapter_in_use(tmp_path) -> None:
-    settings = Settings(models_dir=tmp_path)
+def test_encoder_id_names_the_adapter_and_quantisation_in_use(tmp_path) -> None:
+    settings = Settings(models_dir=tmp_path, encoder_int8=False)
     assert encoder_id(settings) == settings.embedding_model_id
     adapter = _adapter()
     adapter.save(tmp_path / ADAPTER_FILE)
     assert encoder_id(settings) == f"{settings.embedding_model_id}+lora:{adapter.fingerprint()}"
+    quantised = Settings.from_env({"QPM_ENCODER_INT8": "yes"}, models_dir=tmp_path)
+    assert encoder_id(quantised) == f"{settings.embedding_model_id}+lora:{adapter.fingerprint()}+int8"
+    assert Settings.from_env({"QPM_ENCODER_INT8": "off"}).encoder_int8 is False
+    with pytest.raises(ConfigError, match="QPM_ENCODER_INT8"):
+        Settings.from_env({"QPM_ENCODER_INT8": "maybe"})
 
 
 def test_catalogue_examples_mark_own_indicator_and_near_misses() -> None:
@@ -138,3 +143,25 @@ def test_tuning_pulls_each_indicators_sentences_together_and_starts_from_the_bas
     zero.apply(untouched)
     assert np.allclose(ModelEncoder(untouched).encode(texts), before, atol=1e-6)
     assert initial_anchors(load_catalogue(settings.catalogue_path), base.encode).shape == (60, 384)
+
+
+def test_the_quantised_encoder_carries_the_adapter_and_stays_close_to_the_float_one() -> None:
+    texts = [
+        "We will only share what you tell us without your consent if someone is at risk of serious harm.",
+        "Complaints are acknowledged within five working days.",
+    ]
+    name = "0.model.encoder.layer.0.attention.self.query"
+    rng = np.random.default_rng(1)
+    adapter = EncoderAdapter(
+        8,
+        2.0,
+        {name: (rng.normal(0, 0.2, (8, 384)).astype(np.float32), rng.normal(0, 0.2, (384, 8)).astype(np.float32))},
+    )
+    plain = ModelEncoder(inference_model(load_base_model(Settings()), Settings(encoder_int8=False), None))
+    adapted = ModelEncoder(inference_model(load_base_model(Settings()), Settings(encoder_int8=False), adapter))
+    quantised = inference_model(load_base_model(Settings()), Settings(encoder_int8=True), adapter)
+    assert not any(type(m) is torch.nn.Linear for m in quantised.modules())
+    got, want = ModelEncoder(quantised).encode(texts), adapted.encode(texts)
+    assert (got * want).sum(axis=1).min() > 0.95  # close to the float encoder with the same adapter...
+    # ...and closer to it than to the float encoder without the adapter, so the update survived quantisation
+    assert (got * want).sum(axis=1).mean() > (got * plain.encode(texts)).sum(axis=1).mean()

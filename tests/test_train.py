@@ -116,7 +116,7 @@ def test_no_training_document_is_featurised_by_an_adapter_that_saw_it(monkeypatc
     from pipeline.catalogue import load_catalogue
     from pipeline.config import Settings
 
-    settings = Settings(cache_dir=tmp_path)
+    settings = Settings(cache_dir=tmp_path, encoder_int8=False)  # the fake model has no layers to quantise
     monkeypatch.setattr(train_module, "load_base_model", lambda s: _FakeModel())
     featurised_by: dict[str, int] = {}
     real_features = train_module.document_features
@@ -146,3 +146,38 @@ def test_no_training_document_is_featurised_by_an_adapter_that_saw_it(monkeypatc
             t for e in train_module.catalogue_examples(catalogue) for t in [e.text]
         }
         assert texts <= tuner.seen[3]
+
+
+def test_a_matcher_is_only_loaded_beside_the_encoder_it_was_trained_with(tmp_path) -> None:
+    import joblib
+    import pytest
+
+    from pipeline.adapt import ADAPTER_FILE, EncoderAdapter
+    from pipeline.catalogue import load_catalogue
+    from pipeline.config import Settings
+    from pipeline.errors import ModelUnavailableError
+    from pipeline.match import PASSAGE_FEATURES
+    from pipeline.train import FORMAT_VERSION, MODEL_FILE, load_matcher
+    from tests.fakes import BagOfWordsEncoder
+    from tests.flow_support import fitted_models
+
+    catalogue = load_catalogue(Settings().catalogue_path)
+    evidence, decision = fitted_models(list(catalogue.areas))
+    bundle = {
+        "format": FORMAT_VERSION,
+        "evidence": evidence,
+        "decision": decision,
+        "passage_features": PASSAGE_FEATURES,
+        "adapter": None,
+        "encoder_int8": False,
+    }
+    joblib.dump(bundle, tmp_path / MODEL_FILE)
+    plain = Settings(models_dir=tmp_path, encoder_int8=False)
+    assert load_matcher(plain, catalogue, BagOfWordsEncoder()).catalogue is catalogue
+    with pytest.raises(ModelUnavailableError, match="QPM_ENCODER_INT8"):
+        load_matcher(Settings(models_dir=tmp_path, encoder_int8=True), catalogue, BagOfWordsEncoder())
+    EncoderAdapter(1, 1.0, {"x": (np.zeros((1, 2), np.float32), np.zeros((2, 1), np.float32))}).save(
+        tmp_path / ADAPTER_FILE
+    )
+    with pytest.raises(ModelUnavailableError, match="another encoder adapter"):
+        load_matcher(plain, catalogue, BagOfWordsEncoder())
