@@ -53,12 +53,13 @@ def decide(
     scored: Sequence[ScoredDocument],
 ) -> SubmissionResult:
     """Decide coverage for each scored document alone and for the submission as a whole."""
+    *per_document, submission = matcher.decide_many([([s], s.name) for s in scored] + [(scored, "submission")])
     return SubmissionResult(
         name=name,
         documents=list(documents),
         failures=list(failures),
-        per_document=[matcher.decide([s], scope=s.name) for s in scored],
-        submission=matcher.decide(scored, scope="submission"),
+        per_document=per_document,
+        submission=submission,
         scored=list(scored),
         catalogue=matcher.catalogue,
     )

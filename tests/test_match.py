@@ -165,3 +165,19 @@ def test_submission_pools_evidence_from_several_documents(matcher) -> None:
     assert {e.document for e in result["CONF-01"].evidence} <= {"conf.txt", "comp.txt"}
     assert result["CONF-01"].evidence[0].document == "conf.txt"
     assert result["COMP-04"].evidence[0].document == "comp.txt"
+
+
+def test_deciding_several_groups_at_once_matches_deciding_each(matcher) -> None:
+    a = matcher.score_document(
+        "conf.txt", "a", "confidentiality", _passages(["We disclose information if there is serious harm."], "a")
+    )
+    b = matcher.score_document("empty.txt", "b", "other", [])
+    together = matcher.decide_many([([a], "conf.txt"), ([b], "empty.txt"), ([a, b], "submission")])
+    apart = [matcher.decide([a], "conf.txt"), matcher.decide([b], "empty.txt"), matcher.decide([a, b], "submission")]
+    assert [c.scope for c in together] == ["conf.txt", "empty.txt", "submission"]
+    for got, want in zip(together, apart, strict=True):
+        assert [(r.indicator_id, r.status, r.score, len(r.evidence)) for r in got.results] == [
+            (r.indicator_id, r.status, r.score, len(r.evidence)) for r in want.results
+        ]
+    assert together[0].results != together[1].results
+    assert matcher.decide_many([]) == []
