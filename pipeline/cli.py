@@ -255,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qpm-screen {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--catalogue", type=Path, help="indicator catalogue folder or YAML file (QPM_CATALOGUE_PATH)")
-    common.add_argument("--models-dir", type=Path, help="folder of the trained matcher (QPM_MODELS_DIR)")
+    common.add_argument(
+        "--models-dir", type=Path, help="folder of the encoder adapter and trained matcher (QPM_MODELS_DIR)"
+    )
     common.add_argument("--cache-dir", type=Path, help="embedding and result cache (QPM_CACHE_DIR)")
     common.add_argument("--json", action="store_true", help="print one JSON object for scripts")
     common.add_argument("--verbose", action="store_true", help="log progress details to stderr")
@@ -271,7 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", metavar="FILE", help="also write the predictions CSV here")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("train", parents=[common], help="rebuild the trained matcher from the sample policies")
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="rebuild the encoder adapter and the trained matcher from the sample policies",
+        description="Rebuild encoder_adapter.npz, matcher.joblib and metrics.json in the models folder from the "
+        "catalogue and the labelled sample policies, reproducibly (about 20 minutes on 2 cores, most of it adapting "
+        "the encoder). The matcher is trained for the current QPM_ENCODER_INT8 setting.",
+    )
     p.add_argument("--docs", default=str(PROJECT_ROOT / "sample_policies" / "docs"), help="labelled documents")
     p.add_argument("--labels", default=str(PROJECT_ROOT / "sample_policies" / "labels.csv"), help="labels CSV")
     p.add_argument(
