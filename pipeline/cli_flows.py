@@ -375,10 +375,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser | None = None) -> None
         parents=parents,
         help="print performance figures (end to end, bare cost, overhead, memory, batch)",
         description="Benchmark. `bench`: cold and warm end-to-end time of a 40-page, 4-policy submission built "
-        "from the sample policies, the bare cost of the same work without Prefect (warm and bare: medians of three "
-        "runs), peak memory and a batch of "
-        "20 submissions with its re-run. `bench extract`: extraction and segmentation speed of the sample "
-        "policies. Prints figures; it is not a test.",
+        "from the sample policies, the bare cost of the same work without Prefect (warm and bare: medians of "
+        "three runs), peak memory and a batch of 20 submissions with its re-run. `bench extract`: extraction and "
+        "segmentation speed of the sample policies. Prints figures; it is not a test.",
     )
     p.add_argument("what", nargs="?", choices=["all", "extract"], default="all", help="what to measure (all)")
     p.add_argument("--batch-size", type=int, default=20, metavar="N", help="submissions in the batch figure (20)")

@@ -102,11 +102,10 @@ def encoder_id(settings: Settings) -> str:
 
 def load_model(settings: Settings) -> SentenceTransformer:
     """The encoder (packaged weights plus the trained adapter), loaded once per process, never from a hub."""
-    adapter = current_adapter(settings)
     key = (settings.embedding_package, encoder_id(settings))
     with _LOCK:
         if key not in _MODELS:
-            _MODELS[key] = inference_model(load_base_model(settings), settings, adapter)
+            _MODELS[key] = inference_model(load_base_model(settings), settings, current_adapter(settings))
         return cast("SentenceTransformer", _MODELS[key])
 
 

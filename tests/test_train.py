@@ -142,9 +142,7 @@ def test_no_training_document_is_featurised_by_an_adapter_that_saw_it(monkeypatc
     for ingested, _ in training:
         texts = set(train_module.passage_texts(ingested.passages))
         fold = featurised_by[ingested.document.doc_id]
-        assert fold < 3 and not texts & tuner.seen[fold] - {
-            t for e in train_module.catalogue_examples(catalogue) for t in [e.text]
-        }
+        assert fold < 3 and not texts & tuner.seen[fold] - {e.text for e in train_module.catalogue_examples(catalogue)}
         assert texts <= tuner.seen[3]
 
 
