@@ -352,7 +352,9 @@ def document_task(job: DocumentJob) -> ScreenedDocument | FailedDocument:
     doc = got.document
     with lock:
         scored = matcher.score_document(doc.name, doc.doc_id, doc.metadata.policy_type, got.passages)
-    return ScreenedDocument(got, scored)
+    # The word boxes have served segmentation (each passage keeps its own boxes). Left in, they were two thirds
+    # of the pickled result Prefect persists for every document, and most of the time spent persisting it.
+    return ScreenedDocument(IngestedDocument(dataclasses.replace(doc, spans=[]), got.passages), scored)
 
 
 # Never cached: the files must be written on every run, and hashing the whole result for a key cost 0.1-0.2 s.

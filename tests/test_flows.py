@@ -20,6 +20,7 @@ import dataclasses
 import json
 import zipfile
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -27,7 +28,9 @@ import pytest
 from pipeline import flows
 from pipeline.config import Settings
 from pipeline.errors import CorruptDocumentError
+from pipeline.ingest import IngestedDocument, ingest
 from tests import flow_support
+from tests.pdf_factory import build_pdf, policy_pages
 
 pytestmark = pytest.mark.slow  # starts Prefect
 
@@ -133,6 +136,28 @@ def test_refresh_redoes_the_work(tmp_path: Path, settings: Settings, count_inges
     flows.run_screen([str(sub)], tmp_path / "out", settings)
     flows.run_screen([str(sub)], tmp_path / "out", settings, refresh=True)
     assert len(count_ingest) == 6
+
+
+def test_a_document_result_keeps_passage_boxes_but_not_word_boxes(tmp_path: Path, settings: Settings) -> None:
+    pdf = tmp_path / "policy.pdf"
+    pdf.write_bytes(build_pdf(policy_pages(2)).data)
+    job = flows.DocumentJob(
+        path=str(pdf),
+        name=pdf.name,
+        sha256="0" * 64,
+        settings=settings,
+        code="c",
+        model="m",
+        catalogue="k",
+        today=date(2026, 1, 1),
+    )
+    direct = ingest(pdf, settings)
+    assert isinstance(direct, IngestedDocument) and direct.document.spans  # extraction did find word boxes
+    result = flows.document_task.fn(job)
+    assert isinstance(result, flows.ScreenedDocument)
+    assert result.ingested.document.spans == []
+    assert [p.boxes for p in result.ingested.passages] == [p.boxes for p in direct.passages]
+    assert any(p.boxes for p in result.ingested.passages)
 
 
 def test_zip_and_file_list_submissions(tmp_path: Path, settings: Settings) -> None:
