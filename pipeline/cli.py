@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
-from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.config import PROJECT_ROOT, Settings, limit_malloc_arenas
 from pipeline.errors import ConfigError
 
 EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 2, 3
@@ -318,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qpm-screen`` console script."""
+    limit_malloc_arenas()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "indicators" and args.action == "import" and not args.file:

@@ -6,6 +6,8 @@ flag. Nothing else in the package reads the environment for settings.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import os
 from dataclasses import dataclass, fields
@@ -25,6 +27,27 @@ for _key, _value in {
     "DO_NOT_TRACK": "1",
 }.items():
     os.environ.setdefault(_key, _value)
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas for this process, unless ``MALLOC_ARENA_MAX`` in the environment already does.
+
+    glibc gives threads that allocate at the same time arenas of their own (up to eight per core), and memory
+    freed inside an arena is rarely returned to the system. Prefect's threads, the document tasks and torch
+    each grew one. Measured with ``qpm-screen bench``: peak RSS 1491 MB with the default, 1146 MB with two
+    arenas, timings within the machine's run-to-run noise. Returns whether the cap was set (False off glibc).
+    Call it early, before threads start allocating.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to cap
+        return False
 
 
 @dataclass(frozen=True)
