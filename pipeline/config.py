@@ -37,7 +37,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
     glibc gives threads that allocate at the same time arenas of their own (up to eight per core), and memory
     freed inside an arena is rarely returned to the system. Prefect's threads, the document tasks and torch
-    each grew one. Measured with ``qpm-screen bench``: peak RSS 1491 MB with the default, 1146 MB with two
+    each grew one. Measured with ``qpm-screen bench``: peak RSS 1491 MB with the default, 1108-1168 MB with two
     arenas, timings within the machine's run-to-run noise. Returns whether the cap was set (False off glibc).
     Call it early, before threads start allocating.
     """
