@@ -92,7 +92,10 @@ def current_adapter(settings: Settings) -> EncoderAdapter | None:
 def encoder_id(settings: Settings) -> str:
     """The id of the vectors the encoder produces: the model, the adapter's fingerprint when one is used, and
     whether the weights are quantised (each changes the vectors, so each is part of the cache key)."""
-    adapter = current_adapter(settings)
+    return _encoder_id(settings, current_adapter(settings))
+
+
+def _encoder_id(settings: Settings, adapter: EncoderAdapter | None) -> str:
     return (
         settings.embedding_model_id
         + (f"+lora:{adapter.fingerprint()}" if adapter else "")
@@ -102,10 +105,11 @@ def encoder_id(settings: Settings) -> str:
 
 def load_model(settings: Settings) -> SentenceTransformer:
     """The encoder (packaged weights plus the trained adapter), loaded once per process, never from a hub."""
-    key = (settings.embedding_package, encoder_id(settings))
+    adapter = current_adapter(settings)  # once per call: this runs on every encode
+    key = (settings.embedding_package, _encoder_id(settings, adapter))
     with _LOCK:
         if key not in _MODELS:
-            _MODELS[key] = inference_model(load_base_model(settings), settings, current_adapter(settings))
+            _MODELS[key] = inference_model(load_base_model(settings), settings, adapter)
         return cast("SentenceTransformer", _MODELS[key])
 
 
