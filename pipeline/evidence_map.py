@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from jinja2 import Environment, StrictUndefined
+from jinja2 import Environment, StrictUndefined, Template
 from markupsafe import Markup, escape
 
 from pipeline.catalogue import Catalogue
@@ -103,6 +103,12 @@ def _environment() -> Environment:
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals["status_labels"] = STATUS_LABELS
     return env
+
+
+@cache
+def _template() -> Template:
+    # Compiled once per process: compiling took longer than rendering a 40-page submission's map.
+    return _environment().from_string(_asset(TEMPLATE))
 
 
 @cache
@@ -567,7 +573,7 @@ def render_evidence_map(
 ) -> str:
     """The evidence map's HTML."""
     context = build_context(result, report, catalogue, copies)
-    template = _environment().from_string(_asset(TEMPLATE))
+    template = _template()
     # The stylesheet and script are our own package files, never input: marked safe so they are not escaped.
     return template.render(
         **context,
