@@ -112,6 +112,8 @@ def progress_display(enabled: bool, description: str) -> Iterator[None]:
                 bar.update(task_id, total=counted["documents"])
             elif event == "document" and not counted["submissions"]:
                 bar.update(task_id, advance=1, description=f"{description}: {details['name']}")
+            elif event == "scoring" and not counted["submissions"]:
+                bar.update(task_id, description=f"{description}: scoring {details['name']}")
 
         with flows.progress_listener(listener):
             yield

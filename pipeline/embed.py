@@ -184,7 +184,7 @@ class Encoder:
                     self._memory[key] = np.frombuffer(blob, dtype=np.float32)
         todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._memory}
         if todo:
-            vectors = encode_with(load_model(self.settings), list(todo.values()), self.batch_size)
+            vectors = self._run_model(list(todo.values()))
             self.encoded += len(todo)
             for key, vec in zip(todo, vectors, strict=True):
                 self._memory[key] = vec
@@ -195,6 +195,9 @@ class Encoder:
                 )
                 self._db.commit()
         return np.vstack([self._memory[k] for k in keys])
+
+    def _run_model(self, texts: list[str]) -> np.ndarray:
+        return encode_with(load_model(self.settings), texts, self.batch_size)
 
     def close(self) -> None:
         """Close the cache database."""

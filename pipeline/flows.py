@@ -1,20 +1,21 @@
 """Prefect 3 flows: thin orchestration over the plain pipeline functions.
 
 ``screen_submission`` screens one submission (a folder, a .zip, or a list of files): one task per document
-(extraction, segmentation and scoring), then the decision over the whole submission, report writing and two
-Prefect artifacts (a coverage table and a markdown summary).
+(extraction and segmentation), one task that scores every document of the submission, then the decision over
+the whole submission, report writing and two Prefect artifacts (a coverage table and a markdown summary).
 ``screen_batch`` runs one ``screen_submission`` per entry of a batch folder (sub-folders and zips) with bounded
 concurrency; a submission that fails is recorded and the others go on.
 
 Why it is shaped like this:
 
-- Prefect's per-task overhead is real (measured: a separate extraction task and scoring task per document made
-  a warm 40-page run 1.5-2 s slower than one task per document), so tasks are per document, never per passage.
-- Document results are cached and persisted under ``Settings.cache_dir`` with keys built from the file's content
-  hash, the code version, the settings that change the result, the catalogue fingerprint, the trained model's
-  id and the run date (because "out of date" is judged against today). Re-running after a crash, or after one
-  provider adds a document, does only the new work; passage vectors are also cached by text, so a re-run on
-  another day costs lookups, not encoding.
+- Prefect's per-task overhead is real, so tasks are per document, never per passage; and scoring is one task
+  per submission, with one encode call over all its passages (measured on the bench's 40-page submission:
+  per-document scoring ran 1.3-1.7x the bare cost, one call about 1.3x; see :func:`score_task`).
+- Document results (the extracted, segmented document) are cached and persisted under ``Settings.cache_dir``
+  with keys built from the file's content hash, the ingestion code's version, the settings that change
+  extraction and the run date (because "out of date" is judged against today). Passage vectors are cached by
+  model and text, so re-running after a crash, or after one provider adds a document, extracts and encodes only
+  the new documents; a new model re-scores without re-extracting.
 - A submission whose ``report.json`` already carries the same input key is not screened again (its outputs are
   complete: ``report.json`` is always written last). That makes a re-run of an unchanged batch cost little more
   than hashing its files.
@@ -46,6 +47,7 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
+import gc
 import hashlib
 import re
 import shutil
@@ -81,7 +83,7 @@ from pipeline.report import (
     write_batch_summary,
     write_submission_reports,
 )
-from pipeline.screen import SubmissionResult, build_matcher, decide
+from pipeline.screen import SubmissionResult, build_matcher, decide, score_documents
 from pipeline.train import MODEL_FILE
 from pipeline.unpack import RefusedMember, is_zip_submission, unpack_zip
 
@@ -103,7 +105,7 @@ MATCH_FIELDS = ("embedding_model_id", "encoder_int8", "evidence_per_indicator")
 # The source files each kind of result depends on. Hashing only these (not the whole package) keeps, say, a web
 # page edit from invalidating every cached extraction.
 INGEST_SOURCES = ("config.py", "errors.py", "document.py", "extract", "segment.py", "ingest.py")
-SCORE_SOURCES = (
+OUTPUT_SOURCES = (
     *INGEST_SOURCES,
     "catalogue.py",
     "coverage.py",
@@ -112,8 +114,13 @@ SCORE_SOURCES = (
     "match.py",
     "screen.py",
     "train.py",
+    "report.py",
+    "flows.py",
+    "unpack.py",
+    "evidence_map.py",
+    "highlight.py",
+    "templates",
 )
-OUTPUT_SOURCES = (*SCORE_SOURCES, "report.py", "flows.py", "unpack.py", "evidence_map.py", "highlight.py", "templates")
 
 
 @functools.cache
@@ -202,6 +209,10 @@ def get_matcher(settings: Settings) -> tuple[Matcher, threading.Lock]:
     with _matchers_lock:
         if key not in _matchers:
             _matchers[key] = (_source.build(settings), threading.Lock())
+            # The model, the libraries and the catalogue are some 800,000 objects that live as long as the
+            # process; a full garbage collection walked them all, measured at 0.36-0.53 s about once every two
+            # screenings. Frozen, they are left out of collections (a full one then cost about 0.01 s).
+            gc.freeze()
         return _matchers[key]
 
 
@@ -254,15 +265,13 @@ def _emit(event: str, **details: Any) -> None:
 
 @dataclass(frozen=True)
 class DocumentJob:
-    """One file to screen and everything its cache keys need (computed once, in the flow)."""
+    """One file to read and everything its cache key needs (computed once, in the flow)."""
 
     path: str
     name: str
     sha256: str
     settings: Settings
-    code: str  # code_version(SCORE_SOURCES)
-    model: str
-    catalogue: str
+    code: str  # code_version(INGEST_SOURCES)
     today: date
 
 
@@ -295,9 +304,7 @@ def _document_key(context: TaskRunContext, params: dict[str, Any]) -> str:
         job.sha256,
         job.name,
         job.code,
-        settings_fingerprint(job.settings, INGEST_FIELDS + MATCH_FIELDS),
-        job.catalogue,
-        job.model,
+        settings_fingerprint(job.settings, INGEST_FIELDS),
         job.today.isoformat(),  # "out of date" review dates are judged against the run date
     )
     return "qpm-document-" + hashlib.sha256("|".join(parts).encode()).hexdigest()
@@ -316,17 +323,9 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@dataclass
-class ScreenedDocument:
-    """What one document task produces: the document read, and its passages scored."""
-
-    ingested: IngestedDocument
-    scored: ScoredDocument
-
-
 @task(
-    name="screen document",
-    task_run_name="screen {job.name}",
+    name="read document",
+    task_run_name="read {job.name}",
     cache_key_fn=_document_key,
     persist_result=True,
     cache_result_in_memory=False,  # persisted on disk; a large batch must not hold every document in memory
@@ -334,12 +333,8 @@ class ScreenedDocument:
     retry_delay_seconds=1,
     retry_condition_fn=_transient,
 )
-def document_task(job: DocumentJob) -> ScreenedDocument | FailedDocument:
-    """Extract, segment and score one file (a bad file comes back as a ``FailedDocument``, never an exception).
-
-    One task per document, not two: each Prefect task run costs bookkeeping that, measured here, outweighed
-    keeping extraction cached apart from scoring (a new model re-extracts in a fraction of the scoring time).
-    """
+def document_task(job: DocumentJob) -> IngestedDocument | FailedDocument:
+    """Extract and segment one file (a bad file comes back as a ``FailedDocument``, never an exception)."""
     path = Path(job.path)
     # Opening first turns a file locked by another program into an OSError here, which is retried, rather than
     # a "could not be read" result that would be cached.
@@ -348,13 +343,23 @@ def document_task(job: DocumentJob) -> ScreenedDocument | FailedDocument:
     got = ingest(path, job.settings, today=job.today)
     if isinstance(got, FailedDocument):
         return got
-    matcher, lock = get_matcher(job.settings)
-    doc = got.document
-    with lock:
-        scored = matcher.score_document(doc.name, doc.doc_id, doc.metadata.policy_type, got.passages)
     # The word boxes have served segmentation (each passage keeps its own boxes). Left in, they were two thirds
     # of the pickled result Prefect persists for every document, and most of the time spent persisting it.
-    return ScreenedDocument(IngestedDocument(dataclasses.replace(doc, spans=[]), got.passages), scored)
+    return IngestedDocument(dataclasses.replace(got.document, spans=[]), got.passages)
+
+
+@task(name="score documents", cache_policy=NO_CACHE)
+def score_task(documents: Opaque[list[IngestedDocument]], settings: Settings) -> list[ScoredDocument]:
+    """Score every document of a submission against every indicator, with one encode call for all of them.
+
+    Not cached: passage vectors are cached by text, so re-scoring an unchanged document costs lookups and
+    feature arithmetic, a small share of a run. One call per submission rather than per document: measured on the
+    bench's 40-page submission, per-document scoring ran 1.3-1.7x the bare cost, mostly because each encode
+    competed for the two cores with the next document's extraction; one call brought that to about 1.3x.
+    """
+    matcher, lock = get_matcher(settings)
+    with lock:
+        return score_documents(matcher, documents.value)
 
 
 # Never cached: the files must be written on every run, and hashing the whole result for a key cost 0.1-0.2 s.
@@ -486,13 +491,11 @@ class SubmissionOutcome:
         return list(self.report["errors"]) if self.report else []
 
 
-def input_key(jobs: Sequence[DocumentJob], refused: Sequence[RefusedMember], settings: Settings) -> str:
+def input_key(
+    jobs: Sequence[DocumentJob], refused: Sequence[RefusedMember], settings: Settings, model: str, catalogue: str
+) -> str:
     """Fingerprint of everything a submission's outputs depend on."""
-    if not jobs:
-        parts = ["empty"]
-    else:
-        j = jobs[0]
-        parts = [code_version(OUTPUT_SOURCES), j.model, j.catalogue, j.today.isoformat()]
+    parts = [code_version(OUTPUT_SOURCES), model, catalogue, jobs[0].today.isoformat()] if jobs else ["empty"]
     parts.append(settings_fingerprint(settings, INGEST_FIELDS + MATCH_FIELDS))
     parts.extend(f"{j.name}:{j.sha256}" for j in jobs)
     parts.extend(f"refused:{r.name}:{r.code}" for r in refused)
@@ -554,8 +557,7 @@ class Plan:
 
 def plan_jobs(resolved: ResolvedSource, cfg: Settings, run_date: date) -> Plan:
     """Hash every file once; drop exact duplicates (their evidence would count twice); compute the input key."""
-    code, model = code_version(SCORE_SOURCES), model_id(cfg)
-    catalogue_fp = get_matcher(cfg)[0].catalogue.fingerprint()
+    code = code_version(INGEST_SOURCES)
     jobs: list[DocumentJob] = []
     refused = list(resolved.refused)
     failures: list[FailedDocument] = []
@@ -570,8 +572,9 @@ def plan_jobs(resolved: ResolvedSource, cfg: Settings, run_date: date) -> Plan:
             refused.append(RefusedMember(path.name, "duplicate", f"same content as {seen[digest]}; screened once"))
             continue
         seen[digest] = path.name
-        jobs.append(DocumentJob(str(path), path.name, digest, cfg, code, model, catalogue_fp, run_date))
-    return Plan(jobs, refused, failures, input_key(jobs, refused, cfg))
+        jobs.append(DocumentJob(str(path), path.name, digest, cfg, code, run_date))
+    catalogue = get_matcher(cfg)[0].catalogue.fingerprint()
+    return Plan(jobs, refused, failures, input_key(jobs, refused, cfg, model_id(cfg), catalogue))
 
 
 def reusable_report(plan: Plan, out: Path) -> dict[str, Any] | None:
@@ -628,7 +631,6 @@ def _screen_resolved(
     _emit("documents", name=name, total=len(jobs))
     futures = [screen_t.submit(job) for job in jobs]
     documents: list[IngestedDocument] = []
-    scored: list[ScoredDocument] = []
     for job, fut in zip(jobs, futures, strict=True):
         got = fut.result()
         if isinstance(got, FailedDocument):
@@ -637,10 +639,11 @@ def _screen_resolved(
             continue
         # A cached result remembers where the file was last time (a zip's work folder is new on every run);
         # later writers (highlighted originals) need where it is now.
-        document = dataclasses.replace(got.ingested.document, path=job.path)
-        documents.append(IngestedDocument(document=document, passages=got.ingested.passages))
-        scored.append(got.scored)
+        document = dataclasses.replace(got.document, path=job.path)
+        documents.append(IngestedDocument(document=document, passages=got.passages))
         _emit("document", name=job.name, ok=True)
+    _emit("scoring", name=name, documents=len(documents))
+    scored = score_task(Opaque(documents), cfg) if documents else []
     # Deciding is cheap and needs every document of the submission at once: it runs here, not as a task.
     result = decide(matcher, name, documents, failures, scored)
     run = RunInfo(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -81,6 +82,15 @@ class ScoredDocument:
     elements: np.ndarray  # (P, I, MAX_ELEMENTS) similarity to each essential element, -1 where none
     exemplar_max: np.ndarray  # (P, I) raw best similarity to an exemplar
     terms: list[set[str]] = field(default_factory=list)  # per indicator, key terms present in the document
+
+
+class DocumentPassages(NamedTuple):
+    """One document's passages, ready to score."""
+
+    name: str
+    doc_id: str
+    policy_type: str
+    passages: list[Passage]
 
 
 class IndicatorIndex:
@@ -454,8 +464,15 @@ class Matcher:
 
     def score_document(self, name: str, doc_id: str, policy_type: str, passages: list[Passage]) -> ScoredDocument:
         """Score every passage of one document against every indicator."""
-        feats, elements = document_features(self.index, self.encoder, policy_type, passages)
-        return score_features(self.index, self.evidence_model, name, doc_id, policy_type, passages, feats, elements)
+        return self.score_documents([DocumentPassages(name, doc_id, policy_type, passages)])[0]
+
+    def score_documents(self, documents: Sequence[DocumentPassages]) -> list[ScoredDocument]:
+        """:meth:`score_document` for several documents with one encode call for all their text."""
+        features = documents_features(self.index, self.encoder, [(d.policy_type, d.passages) for d in documents])
+        return [
+            score_features(self.index, self.evidence_model, d.name, d.doc_id, d.policy_type, d.passages, f, e)
+            for d, (f, e) in zip(documents, features, strict=True)
+        ]
 
     def decide(self, docs: Sequence[ScoredDocument], scope: str) -> Coverage:
         """Decide every indicator over ``docs`` together (one document, or a whole submission)."""
@@ -581,23 +598,42 @@ def document_features(
     index: IndicatorIndex, encoder: TextEncoder, policy_type: str, passages: Sequence[Passage]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed a document's passages and headings and compute their features against every indicator."""
-    n = index.n
-    if not passages:
-        return (
-            np.zeros((0, n, len(PASSAGE_FEATURES)), dtype=np.float32),
-            np.zeros((0, n, MAX_ELEMENTS), dtype=np.float32),
-        )
-    texts = passage_texts(passages)
-    sections = section_texts(passages)
-    unique_sections = sorted({s for s in sections if s})
-    # One encode call for passages and headings: each call has a fixed cost and sorts its own texts by length.
-    encoded = encoder.encode(texts + unique_sections)
-    vectors = encoded[: len(texts)]
-    section_vec = dict(zip(unique_sections, encoded[len(texts) :], strict=True))
-    zero = np.zeros(vectors.shape[1], dtype=np.float32)
-    section_vectors = np.vstack([section_vec.get(s, zero) for s in sections])
-    has_section = np.array([1.0 if s else 0.0 for s in sections], dtype=np.float32)
-    return passage_features(index, texts, vectors, section_vectors, has_section, policy_type)
+    return documents_features(index, encoder, [(policy_type, passages)])[0]
+
+
+def documents_features(
+    index: IndicatorIndex, encoder: TextEncoder, documents: Sequence[tuple[str, Sequence[Passage]]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`document_features` for several ``(policy_type, passages)`` documents.
+
+    One encode call for every passage and heading of all of them: each call has a fixed cost and sorts its own
+    texts by length, so one call wastes less on padding; measured in a screening flow, one call per submission
+    instead of one per document also kept encoding from competing with the extraction of the next document.
+    """
+    texts = [passage_texts(passages) for _, passages in documents]
+    sections = [section_texts(passages) for _, passages in documents]
+    headings = sorted({s for doc in sections for s in doc if s})
+    flat = [t for doc in texts for t in doc]
+    encoded = encoder.encode(flat + headings) if flat else np.zeros((0, 0), dtype=np.float32)
+    heading_vec = dict(zip(headings, encoded[len(flat) :], strict=True))
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    start = 0
+    for (policy_type, _), doc_texts, doc_sections in zip(documents, texts, sections, strict=True):
+        if not doc_texts:
+            out.append(
+                (
+                    np.zeros((0, index.n, len(PASSAGE_FEATURES)), dtype=np.float32),
+                    np.zeros((0, index.n, MAX_ELEMENTS), dtype=np.float32),
+                )
+            )
+            continue
+        vectors = encoded[start : start + len(doc_texts)]
+        start += len(doc_texts)
+        zero = np.zeros(vectors.shape[1], dtype=np.float32)
+        section_vectors = np.vstack([heading_vec.get(s, zero) for s in doc_sections])
+        has_section = np.array([1.0 if s else 0.0 for s in doc_sections], dtype=np.float32)
+        out.append(passage_features(index, doc_texts, vectors, section_vectors, has_section, policy_type))
+    return out
 
 
 def document_terms(index: IndicatorIndex, passages: Sequence[Passage]) -> list[set[str]]:

@@ -13,7 +13,7 @@ from pipeline.config import Settings
 from pipeline.coverage import Coverage
 from pipeline.embed import Encoder
 from pipeline.ingest import FailedDocument, IngestedDocument
-from pipeline.match import Matcher, ScoredDocument
+from pipeline.match import DocumentPassages, Matcher, ScoredDocument
 from pipeline.train import load_matcher
 
 
@@ -38,11 +38,13 @@ def build_matcher(settings: Settings, catalogue: Catalogue | None = None) -> Mat
 
 
 def score_documents(matcher: Matcher, documents: Sequence[IngestedDocument]) -> list[ScoredDocument]:
-    """Score each document's passages against every indicator."""
-    return [
-        matcher.score_document(d.document.name, d.document.doc_id, d.document.metadata.policy_type, d.passages)
-        for d in documents
-    ]
+    """Score each document's passages against every indicator (one encode call for the whole submission)."""
+    return matcher.score_documents(
+        [
+            DocumentPassages(d.document.name, d.document.doc_id, d.document.metadata.policy_type, d.passages)
+            for d in documents
+        ]
+    )
 
 
 def decide(

@@ -26,18 +26,20 @@ FAKE_MODEL_ID = "hashing-test-encoder@1"
 
 
 class HashingEncoder(Encoder):
-    """Bag-of-words vectors from word hashes: similar wording gives similar vectors; no model is loaded."""
+    """Bag-of-words vectors from word hashes: similar wording gives similar vectors; no model is loaded.
 
-    calls = 0  # texts encoded in this process, across instances (tests count work with it)
+    Remembers vectors in memory like the real encoder's cache, so tests can count the texts actually encoded.
+    """
+
+    calls = 0  # texts run through the "model" in this process, across instances (tests count work with it)
     _lock = threading.Lock()
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings, None)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def _run_model(self, texts: list[str]) -> np.ndarray:
         with HashingEncoder._lock:
             HashingEncoder.calls += len(texts)
-        self.encoded += len(texts)
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in text.lower().split():

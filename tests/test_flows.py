@@ -17,6 +17,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import dataclasses
+import gc
 import json
 import zipfile
 from collections.abc import Iterator
@@ -131,6 +132,21 @@ def test_rerun_of_an_unchanged_batch_does_no_new_work(
     assert fourth.outcomes[1].report is not None and len(fourth.outcomes[1].report["documents"]) == 4
 
 
+def test_a_new_model_rescores_without_extracting_again(
+    tmp_path: Path, settings: Settings, count_ingest: list[str]
+) -> None:
+    sub = flow_support.make_submission(tmp_path / "in" / "acme")
+    first = flows.run_screen([str(sub)], tmp_path / "out", settings)
+    assert first.report is not None and len(count_ingest) == 3
+    flows.use_matcher_source(
+        flows.MatcherSource(build=flow_support.build_fake_matcher, model_id=lambda s: "hashing-test-encoder@2")
+    )
+    second = flows.run_screen([str(sub)], tmp_path / "out", settings)
+    assert not second.reused and second.report is not None
+    assert second.report["model"]["id"] == "hashing-test-encoder@2"
+    assert len(count_ingest) == 3  # the documents came from the task cache
+
+
 def test_refresh_redoes_the_work(tmp_path: Path, settings: Settings, count_ingest: list[str]) -> None:
     sub = flow_support.make_submission(tmp_path / "in" / "acme")
     flows.run_screen([str(sub)], tmp_path / "out", settings)
@@ -147,17 +163,15 @@ def test_a_document_result_keeps_passage_boxes_but_not_word_boxes(tmp_path: Path
         sha256="0" * 64,
         settings=settings,
         code="c",
-        model="m",
-        catalogue="k",
         today=date(2026, 1, 1),
     )
     direct = ingest(pdf, settings)
     assert isinstance(direct, IngestedDocument) and direct.document.spans  # extraction did find word boxes
     result = flows.document_task.fn(job)
-    assert isinstance(result, flows.ScreenedDocument)
-    assert result.ingested.document.spans == []
-    assert [p.boxes for p in result.ingested.passages] == [p.boxes for p in direct.passages]
-    assert any(p.boxes for p in result.ingested.passages)
+    assert isinstance(result, IngestedDocument)
+    assert result.document.spans == []
+    assert [p.boxes for p in result.passages] == [p.boxes for p in direct.passages]
+    assert any(p.boxes for p in result.passages)
 
 
 def test_zip_and_file_list_submissions(tmp_path: Path, settings: Settings) -> None:
@@ -198,15 +212,11 @@ def test_hostile_zip_submission_is_refused_and_writes_nothing_outside(tmp_path: 
     assert not list(tmp_path.rglob("escaped.txt"))
 
 
-def test_cache_keys_follow_content_catalogue_model_code_and_date(settings: Settings) -> None:
-    job = flows.DocumentJob(
-        "/x/a.pdf", "a.pdf", "ab" * 32, settings, "1+abc", "model@1", "cat+1", flows.date(2026, 1, 1)
-    )
+def test_document_cache_keys_follow_content_code_extraction_settings_and_date(settings: Settings) -> None:
+    job = flows.DocumentJob("/x/a.pdf", "a.pdf", "ab" * 32, settings, "1+abc", flows.date(2026, 1, 1))
     base = flows._document_key(None, {"job": job})  # type: ignore[arg-type]
     for change in (
         {"sha256": "cd" * 32},
-        {"catalogue": "cat+2"},
-        {"model": "model@2"},
         {"code": "1+def"},
         {"name": "b.pdf"},
         {"today": flows.date(2026, 1, 2)},  # "out of date" review dates depend on the run date
@@ -215,8 +225,17 @@ def test_cache_keys_follow_content_catalogue_model_code_and_date(settings: Setti
         assert flows._document_key(None, {"job": dataclasses.replace(job, **change)}) != base  # type: ignore[arg-type]
     # where the file lies does not matter (a zip's work folder is new on every run), nor unrelated settings
     assert flows._document_key(None, {"job": dataclasses.replace(job, path="/y/a.pdf")}) == base  # type: ignore[arg-type]
-    same = dataclasses.replace(job, settings=dataclasses.replace(settings, web_port=9999))
-    assert flows._document_key(None, {"job": same}) == base  # type: ignore[arg-type]
+    # nor what only scoring depends on: a new model re-scores without re-extracting
+    for unrelated in ({"web_port": 9999}, {"encoder_int8": not settings.encoder_int8}):
+        same = dataclasses.replace(job, settings=dataclasses.replace(settings, **unrelated))
+        assert flows._document_key(None, {"job": same}) == base  # type: ignore[arg-type]
+
+
+def test_objects_alive_once_the_matcher_is_built_are_left_out_of_garbage_collection(settings: Settings) -> None:
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    flows.get_matcher(settings)
+    assert gc.get_freeze_count() > 0
 
 
 def test_retries_only_transient_errors() -> None:
