@@ -794,8 +794,7 @@ def make_task_runner(dask_address: str | None) -> Any:
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=dask_address)
-    # Ingestion is mostly Python (the GIL) and scoring is serialised per process: two threads keep one
-    # document extracting while another is scored.
+    # Extraction is mostly Python (the GIL): more than two threads would not read documents any faster.
     return ThreadPoolTaskRunner(max_workers=2)
 
 

@@ -1,13 +1,13 @@
 """Screening a provider's draft for the public self-test: private, in-process, nothing kept.
 
 Why not the Prefect flow (``pipeline.flows.screen_submission``) that the CLI uses? Because the flow is built to
-*remember*: it persists each document's extracted text and scores as cached task results under ``cache_dir``,
+*remember*: it persists each document's extracted text as cached task results under ``cache_dir``,
 names task runs after the files and stores coverage artifacts in Prefect's database, and it fills the on-disk
 embedding cache. All of that is right for the QPM team's batches and wrong for a provider's confidential draft,
 which must leave no trace once the page is sent. (It would also add about a second of Prefect overhead per
 request.) So the self-test calls the very functions the flow's tasks call, in the same order:
-:func:`pipeline.ingest.ingest` (the ingest task), :meth:`Matcher.score_document` through
-:func:`pipeline.screen.screen` (the score task plus the flow's decision step), :func:`pipeline.report.build_report`
+:func:`pipeline.ingest.ingest` (the read task), :func:`pipeline.screen.screen` (the score task's
+:func:`pipeline.screen.score_documents` plus the flow's decision step), :func:`pipeline.report.build_report`
 (the report the flow writes) and :func:`pipeline.evidence_map.render_evidence_map` (the evidence-map writer),
 with a matcher whose encoder keeps no vectors. Results are identical to a CLI run on the same files.
 """
