@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -12,10 +14,13 @@ from pipeline.match import (
     NEGATION,
     PASSAGE_FEATURES,
     DecisionModel,
+    DocumentPassages,
     EvidenceModel,
     IndicatorIndex,
     Matcher,
     decision_features,
+    document_features,
+    documents_features,
 )
 from pipeline.train import catalogue_rows
 from tests.fakes import BagOfWordsEncoder
@@ -165,6 +170,30 @@ def test_submission_pools_evidence_from_several_documents(matcher) -> None:
     assert {e.document for e in result["CONF-01"].evidence} <= {"conf.txt", "comp.txt"}
     assert result["CONF-01"].evidence[0].document == "conf.txt"
     assert result["COMP-04"].evidence[0].document == "comp.txt"
+
+
+def test_scoring_several_documents_at_once_matches_scoring_each(matcher) -> None:
+    def under(heading: list[str], passages: list[Passage]) -> list[Passage]:
+        return [dataclasses.replace(p, section=heading) for p in passages]
+
+    # headings differ between documents, so vectors must be matched back to the right document's passages
+    conf = under(["Confidentiality", "When we share"], _passages(["We disclose information if harm.", "B"], "a"))
+    comp = under(["Complaints", "Timescales"], _passages(["Complaints are acknowledged in five days."], "c"))
+    docs = [
+        DocumentPassages("conf.txt", "a", "confidentiality", conf),
+        DocumentPassages("empty.txt", "b", "other", []),
+        DocumentPassages("comp.txt", "c", "complaints", comp),
+    ]
+    together = matcher.score_documents(docs)
+    assert [s.name for s in together] == ["conf.txt", "empty.txt", "comp.txt"]
+    features = documents_features(matcher.index, matcher.encoder, [(d.policy_type, d.passages) for d in docs])
+    for got, (feats, elements), doc in zip(together, features, docs, strict=True):
+        alone = matcher.score_document(*doc)
+        assert got.evidence.shape == alone.evidence.shape == (len(doc.passages), 3)
+        np.testing.assert_allclose(got.evidence, alone.evidence, rtol=1e-5)
+        want_feats, want_elements = document_features(matcher.index, matcher.encoder, doc.policy_type, doc.passages)
+        np.testing.assert_allclose(feats, want_feats, rtol=1e-5)  # heading similarity included
+        np.testing.assert_allclose(elements, want_elements, rtol=1e-5)
 
 
 def test_deciding_several_groups_at_once_matches_deciding_each(matcher) -> None:
