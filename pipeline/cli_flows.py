@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, settings_from_args
 from pipeline.config import Settings
+from pipeline.prefect_home import use_default_home
 
 if TYPE_CHECKING:
     from pipeline.flows import BatchOutcome, SubmissionOutcome
@@ -34,7 +35,7 @@ def prepare_prefect(settings: Settings, *, verbose: bool) -> None:
 
     An explicit ``PREFECT_HOME`` (or ``PREFECT_API_URL`` for a team server) from the user is kept.
     """
-    os.environ.setdefault("PREFECT_HOME", str(settings.cache_dir / "prefect"))
+    use_default_home(settings)
     # Quiet by default: the command prints its own summary; problems with files are reported in it, not logged.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "ERROR")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING" if verbose else "ERROR")

@@ -78,6 +78,9 @@ class Settings:
     # Decision
     evidence_per_indicator: int = 3
     batch_size: int = 16  # measured: 16 encodes policy passages faster than 64 here and peaks lower in memory
+    # The embedded Prefect server's run history (``<cache_dir>/prefect/prefect.db``) grows with every run and
+    # Prefect does not clean it in that mode: past this size it is moved aside at start-up (0: never).
+    prefect_history_max_mb: int = 1024
     # Web app (``qpm-screen web``). The workspace database holds assessors' decisions: records, not a cache, so
     # it lives under a data folder rather than ``cache_dir`` (which users may clear).
     web_data_dir: Path = Path(os.path.expanduser("~/.local/share/qpm-screen"))

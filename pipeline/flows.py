@@ -33,10 +33,11 @@ from __future__ import annotations
 import os
 
 from pipeline.config import Settings
+from pipeline.prefect_home import use_default_home
 
 # Decided before the first import of prefect, which reads its settings once at import time.
 if "PREFECT_HOME" not in os.environ:
-    os.environ["PREFECT_HOME"] = str(Settings.from_env().cache_dir / "prefect")
+    use_default_home(Settings.from_env())
 # Prefect creates its home without parents and then fails to open its database: create the whole path.
 if not os.path.isdir(os.path.expanduser(os.environ["PREFECT_HOME"])):
     os.makedirs(os.path.expanduser(os.environ["PREFECT_HOME"]), exist_ok=True)
