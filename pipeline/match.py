@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import BaggingClassifier, HistGradientBoostingClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from pipeline.catalogue import Catalogue, Indicator
 from pipeline.coverage import STATUSES, Coverage, Evidence, IndicatorResult, Status
@@ -327,6 +328,7 @@ DECISION_FEATURES = (
     "key_term_share",
     "policy_type_match",
     "area_share",
+    "evidence_specificity",
 )
 
 
@@ -357,6 +359,7 @@ def decision_features(index: IndicatorIndex, docs: Sequence[ScoredDocument]) -> 
     area_of = np.array([index.area_codes.index(ind.area) for ind in index.catalogue.indicators])
     closest_area = area_of[np.argmax(ex, axis=1)]
     area_share = np.array([(closest_area == a).mean() for a in area_of], dtype=np.float32)
+    specificity = evidence_specificity(ev)
     feats = np.stack(
         [
             top[0],
@@ -371,10 +374,32 @@ def decision_features(index: IndicatorIndex, docs: Sequence[ScoredDocument]) -> 
             term_share,
             type_match,
             area_share,
+            specificity,
         ],
         axis=1,
     ).astype(np.float32)
     return feats
+
+
+def evidence_specificity(evidence: np.ndarray, k: int = 3) -> np.ndarray:
+    """Per indicator, how much more its best passages evidence it than anything else: over its ``k`` most
+    probable passages, the largest log-odds margin of this indicator over that passage's best other indicator.
+
+    General wording ("we take safeguarding seriously") scores high for every indicator of an area; a passage
+    written *for* an indicator stands out from its neighbours. Measured on the sample policies (5-fold
+    cross-validation by document, four random splits): macro-F1 0.785 -> 0.796, better in every split.
+    """
+    n = evidence.shape[1]
+    if len(evidence) == 0 or n < 2:
+        return np.zeros(n, dtype=np.float32)
+    p = np.clip(evidence.astype(np.float64), 1e-6, 1 - 1e-6)
+    logit = np.log(p / (1 - p))
+    cols = np.arange(n)
+    best = np.argsort(-evidence, axis=0, kind="stable")[:k]  # (k, I) passage positions
+    own = logit[best, cols]  # (k, I)
+    rows = logit[best]  # (k, I, I): row [r, i] holds every indicator's log-odds for passage best[r, i]
+    rows[:, cols, cols] = -np.inf
+    return (own - rows.max(axis=2)).max(axis=0).astype(np.float32)
 
 
 class DecisionModel:
@@ -382,7 +407,9 @@ class DecisionModel:
 
     Gradient-boosted shallow trees: the decision depends on interactions (strong evidence for one element but
     none for another means partial) that a linear model cannot express. Small and regularised, because it is
-    trained on a few thousand indicator rows.
+    trained on a few thousand indicator rows; for the same reason a single fit is unstable (a small change in
+    its training features moved dev-corpus macro-F1 by up to 0.02), so ``n_estimators`` fits on bootstrap
+    resamples are averaged.
     """
 
     def __init__(
@@ -391,6 +418,7 @@ class DecisionModel:
         max_iter: int = 150,
         learning_rate: float = 0.05,
         max_leaf_nodes: int = 8,
+        n_estimators: int = 8,
         coverage_weight: float = 1.0,
     ) -> None:
         self.areas = list(areas)
@@ -400,14 +428,15 @@ class DecisionModel:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
-        self.model_ = HistGradientBoostingClassifier(
+        self.n_estimators = n_estimators
+        trees = HistGradientBoostingClassifier(
             max_iter=max_iter,
             learning_rate=learning_rate,
             max_leaf_nodes=max_leaf_nodes,
             min_samples_leaf=20,
             l2_regularization=1.0,
-            random_state=0,
         )
+        self.model_ = BaggingClassifier(trees, n_estimators=n_estimators, random_state=0)
 
     def _design(self, X: np.ndarray, areas: Sequence[str]) -> np.ndarray:
         onehot = np.zeros((len(areas), len(self.areas)), dtype=np.float32)
@@ -423,7 +452,10 @@ class DecisionModel:
 
     def predict_proba(self, X: np.ndarray, areas: Sequence[str]) -> np.ndarray:
         """(rows, 3) probabilities in ``STATUSES`` order (met, partial, missing)."""
-        raw = self.model_.predict_proba(self._design(X, areas))
+        # A few hundred rows: OpenMP threads cost more than they save, and when the other core is busy
+        # (encoding the next submission) they spin: measured 0.62 s against 0.08 s on one thread.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            raw = self.model_.predict_proba(self._design(X, areas))
         classes = list(self.model_.classes_)
         out = np.zeros((len(X), len(STATUSES)), dtype=np.float32)
         for k, status in enumerate(STATUSES):

@@ -380,7 +380,11 @@ def load_matcher(settings: Settings, catalogue: Catalogue, encoder: TextEncoder)
     if not path.exists():
         raise ModelUnavailableError(f"no trained matcher at {path}: run `qpm-screen train` (or `make train`)")
     bundle = joblib.load(path)
-    if bundle.get("format") != FORMAT_VERSION or tuple(bundle.get("passage_features", ())) != PASSAGE_FEATURES:
+    if (
+        bundle.get("format") != FORMAT_VERSION
+        or tuple(bundle.get("passage_features", ())) != PASSAGE_FEATURES
+        or tuple(bundle.get("decision_features", ())) != DECISION_FEATURES
+    ):
         raise ModelUnavailableError(f"{path} was built by another version of the tool: run `qpm-screen train`")
     adapter = current_adapter(settings)
     if bundle.get("adapter") != (adapter.fingerprint() if adapter else None):

@@ -21,6 +21,7 @@ from pipeline.match import (
     decision_features,
     document_features,
     documents_features,
+    evidence_specificity,
 )
 from pipeline.train import catalogue_rows
 from tests.fakes import BagOfWordsEncoder
@@ -210,3 +211,35 @@ def test_deciding_several_groups_at_once_matches_deciding_each(matcher) -> None:
         ]
     assert together[0].results != together[1].results
     assert matcher.decide_many([]) == []
+
+
+def test_evidence_specificity_prefers_a_passage_written_for_the_indicator() -> None:
+    # four passages evidence every indicator alike; the last is mostly about indicator 0
+    generic = [[0.9, 0.9, 0.9]] * 4
+    evidence = np.array([*generic, [0.95, 0.2, 0.1]], dtype=np.float32)
+    spec = evidence_specificity(evidence)
+    assert spec[0] > 3.0  # log-odds(0.95) - log-odds(0.2)
+    assert spec[1] == pytest.approx(0.0, abs=1e-5)  # its best passages are as much about the others
+    assert spec[0] == pytest.approx(np.log(0.95 / 0.05) - np.log(0.2 / 0.8), rel=1e-4)
+    # only the indicator's k best passages count: past them, a specific passage is not seen
+    assert evidence_specificity(evidence, k=1)[0] == pytest.approx(spec[0], rel=1e-5)
+    weak = np.array([*generic, [0.5, 0.01, 0.01]], dtype=np.float32)
+    assert evidence_specificity(weak, k=3)[0] == pytest.approx(0.0, abs=1e-5)
+    assert evidence_specificity(np.zeros((0, 3), np.float32)).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_decision_model_averages_several_fits_reproducibly() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.uniform(size=(150, len(DECISION_FEATURES))).astype(np.float32)
+    y = np.where(X[:, 0] > 0.66, "met", np.where(X[:, 0] > 0.33, "partial", "missing")).tolist()
+    areas = ["CONF"] * len(y)
+    a = DecisionModel(["CONF", "COMP"], n_estimators=3).fit(X, areas, y)
+    b = DecisionModel(["CONF", "COMP"], n_estimators=3).fit(X, areas, y)
+    assert len(a.model_.estimators_) == 3
+    probs = a.predict_proba(X, areas)
+    np.testing.assert_allclose(probs, b.predict_proba(X, areas))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    each = np.mean([est.predict_proba(a._design(X, areas)) for est in a.model_.estimators_], axis=0)
+    order = [list(a.model_.classes_).index(s) for s in ("met", "partial", "missing")]
+    np.testing.assert_allclose(probs, each[:, order], rtol=1e-5)
+    assert (np.array(a.statuses(probs)) == np.array(y)).mean() > 0.9

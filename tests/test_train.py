@@ -154,7 +154,7 @@ def test_a_matcher_is_only_loaded_beside_the_encoder_it_was_trained_with(tmp_pat
     from pipeline.catalogue import load_catalogue
     from pipeline.config import Settings
     from pipeline.errors import ModelUnavailableError
-    from pipeline.match import PASSAGE_FEATURES
+    from pipeline.match import DECISION_FEATURES, PASSAGE_FEATURES
     from pipeline.train import FORMAT_VERSION, MODEL_FILE, load_matcher
     from tests.fakes import BagOfWordsEncoder
     from tests.flow_support import fitted_models
@@ -166,6 +166,7 @@ def test_a_matcher_is_only_loaded_beside_the_encoder_it_was_trained_with(tmp_pat
         "evidence": evidence,
         "decision": decision,
         "passage_features": PASSAGE_FEATURES,
+        "decision_features": DECISION_FEATURES,
         "adapter": None,
         "encoder_int8": False,
     }
@@ -174,6 +175,11 @@ def test_a_matcher_is_only_loaded_beside_the_encoder_it_was_trained_with(tmp_pat
     assert load_matcher(plain, catalogue, BagOfWordsEncoder()).catalogue is catalogue
     with pytest.raises(ModelUnavailableError, match="QPM_ENCODER_INT8"):
         load_matcher(Settings(models_dir=tmp_path, encoder_int8=True), catalogue, BagOfWordsEncoder())
+    # a matcher whose decision model reads other features is refused before it could mis-score
+    joblib.dump({**bundle, "decision_features": DECISION_FEATURES[:-1]}, tmp_path / MODEL_FILE)
+    with pytest.raises(ModelUnavailableError, match="another version of the tool"):
+        load_matcher(plain, catalogue, BagOfWordsEncoder())
+    joblib.dump(bundle, tmp_path / MODEL_FILE)
     EncoderAdapter(1, 1.0, {"x": (np.zeros((1, 2), np.float32), np.zeros((2, 1), np.float32))}).save(
         tmp_path / ADAPTER_FILE
     )
