@@ -28,7 +28,7 @@ from typing import Any
 import joblib
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
-from sklearn.model_selection import GroupKFold
+from sklearn.model_selection import GroupKFold, KFold
 
 from pipeline.adapt import (
     EncoderAdapter,
@@ -80,7 +80,10 @@ class LabelledDocument:
     elements: np.ndarray  # (P, I, E)
 
 
-def catalogue_rows(index: IndicatorIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # evidence-model training rows: features, 0/1 labels, weights
+
+
+def catalogue_rows(index: IndicatorIndex) -> Rows:
     """Training rows from catalogue sentences (each compared with the rest of the catalogue)."""
     groups: list[tuple[list[str], np.ndarray, str, bool]] = [
         (index.ex_texts, index.ex, "ex", True),
@@ -111,7 +114,7 @@ def catalogue_rows(index: IndicatorIndex) -> tuple[np.ndarray, np.ndarray, np.nd
     return X, y, np.full(len(y), CATALOGUE_ROW_WEIGHT, dtype=np.float32)
 
 
-def document_rows(doc: LabelledDocument, catalogue: Catalogue) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def document_rows(doc: LabelledDocument, catalogue: Catalogue) -> Rows:
     """Training rows from one labelled sample policy."""
     passages = doc.ingested.passages
     n = len(catalogue.indicators)
@@ -232,6 +235,9 @@ def _scored(doc: LabelledDocument, model: EvidenceModel, index: IndicatorIndex) 
 
 
 COVERAGE_WEIGHTS = tuple(round(1.0 + 0.1 * k, 1) for k in range(11))  # 1.0 .. 2.0
+# Cross-validation is repeated over this many random document splits and metrics.json reports each, so a change
+# to the models can be told apart from the luck of one split (a single fit's figure moved by 0.01-0.02).
+CV_REPEATS = 4
 
 
 def _macro_f1(truth: Sequence[str], predicted: Sequence[str]) -> float:
@@ -253,65 +259,132 @@ def choose_coverage_weight(held_out: np.ndarray, labels: Sequence[str]) -> float
     return best_weight
 
 
-def fit(
-    catalogue: Catalogue, encoder: TextEncoder, docs: list[LabelledDocument], index: IndicatorIndex, *, folds: int = 5
-) -> tuple[EvidenceModel, DecisionModel, dict[str, Any]]:
-    """Fit both models; returns them and cross-validated metrics on the sample policies."""
-    Xc, yc, wc = catalogue_rows(index)
-    doc_rows = [document_rows(d, catalogue) for d in docs]
+@dataclass
+class OutOfFold:
+    """Decision-stage rows of every training document, each scored by an evidence model fitted without it."""
+
+    features: np.ndarray  # (documents x indicators, DECISION_FEATURES)
+    labels: list[str]
+    areas: list[str]
+    groups: np.ndarray  # the document each row comes from
+    passage_truth: np.ndarray
+    passage_pred: np.ndarray
+
+
+def fit_evidence(parts: Sequence[Rows]) -> EvidenceModel:
+    """The evidence model fitted on catalogue and/or document rows."""
+    return EvidenceModel().fit(
+        np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+    )
+
+
+def out_of_fold(
+    docs: list[LabelledDocument],
+    catalogue: Catalogue,
+    index: IndicatorIndex,
+    rows: tuple[Rows, list[Rows]],
+    doc_folds: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> OutOfFold:
+    """Fit the evidence model once per fold of documents and score the held-out documents with it.
+
+    ``rows`` are the catalogue's training rows and each document's (:func:`catalogue_rows`, :func:`document_rows`).
+    """
+    catalogue_part, doc_rows = rows
     areas = [ind.area for ind in catalogue.indicators]
-    folds = max(2, min(folds, len(docs)))
-    splitter = GroupKFold(n_splits=folds)
-    oof_feats: list[np.ndarray] = []
-    oof_labels: list[str] = []
-    oof_areas: list[str] = []
-    oof_groups: list[int] = []
-    passage_truth, passage_pred = [], []
-    for train_idx, test_idx in splitter.split(np.arange(len(docs)), groups=np.arange(len(docs))):
-        X = np.vstack([Xc, *[doc_rows[k][0] for k in train_idx]])
-        y = np.concatenate([yc, *[doc_rows[k][1] for k in train_idx]])
-        w = np.concatenate([wc, *[doc_rows[k][2] for k in train_idx]])
-        model = EvidenceModel().fit(X, y, w)
+    feats: list[np.ndarray] = []
+    labels: list[str] = []
+    groups: list[int] = []
+    truth, pred = [], []
+    for train_idx, test_idx in doc_folds:
+        model = fit_evidence([catalogue_part, *[doc_rows[k] for k in train_idx]])
         for k in test_idx:
             scored = _scored(docs[k], model, index)
-            passage_truth.append(doc_rows[k][1])
-            passage_pred.append(scored.evidence.reshape(-1))
-            oof_feats.append(decision_features(index, [scored]))
-            oof_labels.extend(
+            truth.append(doc_rows[k][1])
+            pred.append(scored.evidence.reshape(-1))
+            feats.append(decision_features(index, [scored]))
+            labels.extend(
                 docs[k].labels[ind.id].expected if ind.id in docs[k].labels else "missing"
                 for ind in catalogue.indicators
             )
-            oof_areas.extend(areas)
-            oof_groups.extend([int(k)] * len(areas))
-    X_dec = np.vstack(oof_feats)
-    decision = DecisionModel(sorted(catalogue.areas)).fit(X_dec, oof_areas, oof_labels)
-    # nested check of the decision model itself, grouped by document
-    held_out = np.zeros((len(oof_labels), len(STATUSES)), dtype=np.float32)
-    groups = np.array(oof_groups)
-    for tr, te in GroupKFold(n_splits=folds).split(X_dec, groups=groups):
-        dm = DecisionModel(sorted(catalogue.areas)).fit(
-            X_dec[tr], [oof_areas[j] for j in tr], [oof_labels[j] for j in tr]
-        )
-        held_out[te] = dm.predict_proba(X_dec[te], [oof_areas[j] for j in te])
-    decision.coverage_weight = choose_coverage_weight(held_out, oof_labels)
-    evidence = EvidenceModel().fit(
-        np.vstack([Xc, *[r[0] for r in doc_rows]]),
-        np.concatenate([yc, *[r[1] for r in doc_rows]]),
-        np.concatenate([wc, *[r[2] for r in doc_rows]]),
+            groups.extend([int(k)] * len(areas))
+    n_docs = len(labels) // len(areas)
+    return OutOfFold(
+        np.vstack(feats), labels, areas * n_docs, np.array(groups), np.concatenate(truth), np.concatenate(pred)
     )
-    truth = np.concatenate(passage_truth)
+
+
+def held_out_decisions(
+    oof: OutOfFold, area_names: Sequence[str], row_folds: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """(rows, 3) decision-model probabilities, each row from a model fitted without its document."""
+    held = np.zeros((len(oof.labels), len(STATUSES)), dtype=np.float32)
+    for tr, te in row_folds:
+        model = DecisionModel(area_names).fit(oof.features[tr], [oof.areas[j] for j in tr], [oof.labels[j] for j in tr])
+        held[te] = model.predict_proba(oof.features[te], [oof.areas[j] for j in te])
+    return held
+
+
+def random_split_macro_f1(
+    docs: list[LabelledDocument],
+    catalogue: Catalogue,
+    index: IndicatorIndex,
+    rows: tuple[Rows, list[Rows]],
+    *,
+    folds: int,
+    seed: int,
+) -> float:
+    """Cross-validated macro-F1 of the whole matcher over one random split of the documents into folds.
+
+    Both stages hold out the same documents; the coverage weight is chosen on the held-out rows, as in training.
+    """
+    doc_folds = list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.arange(len(docs))))
+    oof = out_of_fold(docs, catalogue, index, rows, doc_folds)
+    row_folds = [
+        (np.flatnonzero(np.isin(oof.groups, tr)), np.flatnonzero(np.isin(oof.groups, te))) for tr, te in doc_folds
+    ]
+    held = held_out_decisions(oof, sorted(catalogue.areas), row_folds)
+    return _macro_f1(oof.labels, weighted_statuses(held, choose_coverage_weight(held, oof.labels)))
+
+
+def fit(
+    catalogue: Catalogue,
+    docs: list[LabelledDocument],
+    index: IndicatorIndex,
+    *,
+    folds: int = 5,
+    cv_repeats: int = CV_REPEATS,
+) -> tuple[EvidenceModel, DecisionModel, dict[str, Any]]:
+    """Fit both models; returns them and cross-validated metrics on the sample policies.
+
+    ``cv_repeats`` random document splits are cross-validated as well, for metrics only: the fitted models are
+    the same whatever its value.
+    """
+    folds = max(2, min(folds, len(docs)))
+    rows = (catalogue_rows(index), [document_rows(d, catalogue) for d in docs])
+    doc_folds = list(GroupKFold(n_splits=folds).split(np.arange(len(docs)), groups=np.arange(len(docs))))
+    oof = out_of_fold(docs, catalogue, index, rows, doc_folds)
+    area_names = sorted(catalogue.areas)
+    decision = DecisionModel(area_names).fit(oof.features, oof.areas, oof.labels)
+    # nested check of the decision model itself, grouped by document
+    held_out = held_out_decisions(
+        oof, area_names, list(GroupKFold(n_splits=folds).split(oof.features, groups=oof.groups))
+    )
+    decision.coverage_weight = choose_coverage_weight(held_out, oof.labels)
+    evidence = fit_evidence([rows[0], *rows[1]])
+    splits = [random_split_macro_f1(docs, catalogue, index, rows, folds=folds, seed=s) for s in range(cv_repeats)]
     metrics = {
         "cv_folds": folds,
         "documents": len(docs),
         "passages": int(sum(len(d.ingested.passages) for d in docs)),
-        "passage_rows": len(truth),
-        "passage_positives": int(truth.sum()),
-        "catalogue_rows": len(yc),
-        "cv_passage_auc": round(float(roc_auc_score(truth, np.concatenate(passage_pred))), 4),
-        "cv_macro_f1_3class": round(_macro_f1(oof_labels, decision.statuses(held_out)), 4),
-        "cv_macro_f1_3class_unweighted": round(_macro_f1(oof_labels, weighted_statuses(held_out, 1.0)), 4),
+        "passage_rows": len(oof.passage_truth),
+        "passage_positives": int(oof.passage_truth.sum()),
+        "catalogue_rows": len(rows[0][1]),
+        "cv_passage_auc": round(float(roc_auc_score(oof.passage_truth, oof.passage_pred)), 4),
+        "cv_macro_f1_3class": round(_macro_f1(oof.labels, decision.statuses(held_out)), 4),
+        "cv_macro_f1_3class_unweighted": round(_macro_f1(oof.labels, weighted_statuses(held_out, 1.0)), 4),
+        "cv_macro_f1_3class_random_splits": [round(f, 4) for f in splits],
         "decision_coverage_weight": decision.coverage_weight,
-        "label_counts": {s: oof_labels.count(s) for s in STATUSES},
+        "label_counts": {s: oof.labels.count(s) for s in STATUSES},
     }
     return evidence, decision, metrics
 
@@ -339,7 +412,7 @@ def train(
     tuner = tuner or EncoderTuner()
     docs, adapter, encoder = cross_fitted_documents(settings, catalogue, read_training_files(files, settings), tuner)
     index = IndicatorIndex(catalogue, encoder)
-    evidence, decision, metrics = fit(catalogue, encoder, docs, index)
+    evidence, decision, metrics = fit(catalogue, docs, index)
     metrics["encoder_adapter"] = {
         "fingerprint": adapter.fingerprint(),
         "int8": settings.encoder_int8,

@@ -185,3 +185,40 @@ def test_a_matcher_is_only_loaded_beside_the_encoder_it_was_trained_with(tmp_pat
     )
     with pytest.raises(ModelUnavailableError, match="another encoder adapter"):
         load_matcher(plain, catalogue, BagOfWordsEncoder())
+
+
+def test_repeated_random_splits_are_reported_and_leave_the_fitted_models_alone(monkeypatch, tmp_path) -> None:
+    import pipeline.train as train_module
+    from pipeline.catalogue import load_catalogue
+    from pipeline.config import Settings
+    from pipeline.match import DECISION_FEATURES, DecisionModel, IndicatorIndex, document_features
+    from pipeline.train import LabelledDocument, fit, read_training_files
+    from tests.fakes import BagOfWordsEncoder
+
+    # a smaller decision model: this test is about how training splits the documents, not about the trees
+    monkeypatch.setattr(train_module, "DecisionModel", lambda areas: DecisionModel(areas, max_iter=20, n_estimators=2))
+    settings = Settings(cache_dir=tmp_path)
+    catalogue = load_catalogue(settings.catalogue_path)
+    encoder = BagOfWordsEncoder()
+    index = IndicatorIndex(catalogue, encoder)
+    files = labelled_files(PROJECT_ROOT / "sample_policies" / "docs", PROJECT_ROOT / "sample_policies" / "labels.csv")
+    docs = [
+        LabelledDocument(
+            ingested,
+            labels,
+            *document_features(index, encoder, ingested.document.metadata.policy_type, ingested.passages),
+        )
+        for ingested, labels in read_training_files(dict(list(files.items())[:8]), settings)
+    ]
+    evidence0, decision0, metrics0 = fit(catalogue, docs, index, folds=3, cv_repeats=0)
+    evidence2, decision2, metrics2 = fit(catalogue, docs, index, folds=3, cv_repeats=2)
+    assert metrics0["cv_macro_f1_3class_random_splits"] == []
+    splits = metrics2["cv_macro_f1_3class_random_splits"]
+    assert len(splits) == 2 and all(0.0 <= f <= 1.0 for f in splits)
+    assert metrics0["cv_macro_f1_3class"] == metrics2["cv_macro_f1_3class"]
+    # the repeats are measurement only: the shipped models do not depend on them
+    assert np.array_equal(evidence0.model_[-1].coef_, evidence2.model_[-1].coef_)
+    rows = np.random.default_rng(0).uniform(size=(len(catalogue.ids), len(DECISION_FEATURES))).astype(np.float32)
+    areas = [ind.area for ind in catalogue.indicators]
+    assert np.array_equal(decision0.predict_proba(rows, areas), decision2.predict_proba(rows, areas))
+    assert decision0.coverage_weight == decision2.coverage_weight
