@@ -293,6 +293,7 @@ def out_of_fold(
     areas = [ind.area for ind in catalogue.indicators]
     feats: list[np.ndarray] = []
     labels: list[str] = []
+    row_areas: list[str] = []
     groups: list[int] = []
     truth, pred = [], []
     for train_idx, test_idx in doc_folds:
@@ -306,11 +307,9 @@ def out_of_fold(
                 docs[k].labels[ind.id].expected if ind.id in docs[k].labels else "missing"
                 for ind in catalogue.indicators
             )
+            row_areas.extend(areas)
             groups.extend([int(k)] * len(areas))
-    n_docs = len(labels) // len(areas)
-    return OutOfFold(
-        np.vstack(feats), labels, areas * n_docs, np.array(groups), np.concatenate(truth), np.concatenate(pred)
-    )
+    return OutOfFold(np.vstack(feats), labels, row_areas, np.array(groups), np.concatenate(truth), np.concatenate(pred))
 
 
 def held_out_decisions(
