@@ -236,7 +236,7 @@ def _scored(doc: LabelledDocument, model: EvidenceModel, index: IndicatorIndex) 
 
 COVERAGE_WEIGHTS = tuple(round(1.0 + 0.1 * k, 1) for k in range(11))  # 1.0 .. 2.0
 # Cross-validation is repeated over this many random document splits and metrics.json reports each, so a change
-# to the models can be told apart from the luck of one split (a single fit's figure moved by 0.01-0.02).
+# to the models can be told apart from the luck of one split (in experiments, splits differed by up to 0.016).
 CV_REPEATS = 4
 
 
