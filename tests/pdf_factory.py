@@ -54,8 +54,10 @@ class BuiltPdf:
         raise KeyError(text)
 
 
-# A page is a list of items: ("h", text) heading, ("p", text) paragraph, ("li", label, text) list item.
+# A page is a list of items: ("h", text) heading, ("p", text) paragraph, ("li", label, text) list item (an
+# optional fourth element is the label's font size), ("row", cell, cell, ...) a table row, one cell per column.
 Item = tuple[str, ...]
+COLUMN_WIDTH = 150.0
 
 
 def build_pdf(
@@ -97,11 +99,15 @@ def build_pdf(
                 y -= PARAGRAPH_SPACE
             elif kind == "li":
                 label, text = item[1], item[2]
-                draw(number, MARGIN, y, BODY_FONT, BODY_SIZE, label)
+                draw(number, MARGIN, y, BODY_FONT, float(item[3]) if len(item) > 3 else BODY_SIZE, label)
                 for line in simpleSplit(text, BODY_FONT, BODY_SIZE, width - LIST_INDENT):
                     draw(number, MARGIN + LIST_INDENT, y, BODY_FONT, BODY_SIZE, line)
                     y -= LEADING
                 y -= PARAGRAPH_SPACE / 2
+            elif kind == "row":
+                for column, cell in enumerate(item[1:]):
+                    draw(number, MARGIN + column * COLUMN_WIDTH, y, BODY_FONT, BODY_SIZE, cell)
+                y -= LEADING + PARAGRAPH_SPACE
             else:
                 raise ValueError(f"unknown item kind {kind!r}")
             if y < MARGIN:

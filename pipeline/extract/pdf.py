@@ -12,7 +12,9 @@ is ours and deliberately simple, tuned for what advocacy providers send (Word do
    headers and footers: they are removed from the text and reported in ``headers``.
 3. Lines are grouped into blocks: a new block starts at a larger vertical gap than the body line spacing, at a
    list marker ("3.1", "(a)", "•"), at a change of font size, or at a heading. Headings are lines in a larger
-   font, short bold or all-capitals lines, or short numbered lines not in a run of numbered items.
+   font, short bold or all-capitals lines, short numbered lines not in a run of numbered items, or short
+   capitalised lines in the body style standing alone between gaps (not table rows or small print). A line's
+   size and weight are those of its text, not of a list number set in another font.
    Hard-wrapped lines are rejoined with a space; a paragraph that runs over a page break stays one block.
 
 All PDFium calls hold one process-wide lock: PDFium is not thread-safe, and a caller running documents on
@@ -90,6 +92,10 @@ _MARKER_RE: Final = re.compile(
       | (?P<letter>[a-zA-Z]\.)(?=\s)                              # a.  B.
     )""",
     re.VERBOSE,
+)
+# A word that is nothing but a list marker: "3.", "3.1", "(a)", "iv)", "•".
+_LONE_MARKER_RE: Final = re.compile(
+    rf"^(?:[{_BULLETS}]|\d{{1,3}}(?:\.\d{{1,3}})*\.?|\(?(?:[a-zA-Z]|[ivxlcIVXLC]{{1,5}})\)|[a-zA-Z]\.)$"
 )
 _PAGE_NUMBER_RE: Final = re.compile(r"^[-–—\s]*(?:page\s*)?#+(?:\s*(?:of|/)\s*#+)?[-–—\s]*$")
 _PAGE_LABEL_RE: Final = re.compile(r"\bpage\s*#(?:\s*(?:of|/)\s*#)?$")
@@ -334,6 +340,9 @@ def _read_page(textpage: Any, number: int, left: float, top_edge: float, height:
             samples.append(start)
         else:
             samples[1] = start  # the first and the last word's first character
+        if len(current) == 2 and _LONE_MARKER_RE.match(current[0].text):
+            # A list number is often set in another size or weight than its text: judge the line by the text.
+            samples[0] = start
     if current:
         lines.append(_make_line(raw, number, current, samples))
     result.lines = _merge_split_lines(lines)
@@ -392,9 +401,10 @@ def _merge_split_lines(lines: list[_Line]) -> list[_Line]:
             last = merged[-1]
             height = max(last.bottom - last.top, 1.0)
             if abs(line.bottom - last.bottom) < 0.3 * height and line.x0 >= last.x1 - 1.0:
+                lone_marker = len(last.words) == 1 and _LONE_MARKER_RE.match(last.words[0].text)
                 last.words.extend(line.words)
-                last.size = max(last.size, line.size)
-                last.bold = last.bold and line.bold
+                last.size = line.size if lone_marker else max(last.size, line.size)
+                last.bold = line.bold if lone_marker else last.bold and line.bold
                 last.finish()
                 continue
         merged.append(line)
@@ -543,13 +553,43 @@ def _looks_like_heading(line: _Line, lines: list[_Line], i: int, layout: _Layout
     if line.marker_kind == "num" and words <= 12 and not text.endswith(":"):
         short = line.x1 < layout.right - 0.25 * width
         return short and not _in_numbered_run(line, lines, i)
-    return False
+    # Headings typed in the body style: a short capitalised line standing alone, as the text reader reads them.
+    return (
+        not line.marker
+        and words <= 12
+        and len(text) <= 80
+        and not text.endswith((":", "!"))
+        and letters[0].isupper()
+        and _stands_alone(lines, i, layout)
+    )
+
+
+def _stands_alone(lines: list[_Line], i: int, layout: _Layout) -> bool:
+    """Space above (or a new page) and space below the line, with body text after it."""
+    gap = layout.pitch * 1.3 + 1.0
+    before = lines[i - 1] if i > 0 else None
+    after = lines[i + 1] if i + 1 < len(lines) else None
+    if after is None or abs(after.size - layout.body_size) >= 0.6:
+        return False
+    line = lines[i]
+    if abs(line.size - layout.body_size) >= 0.6:
+        return False  # small print (a caption, a footnote, a running header) is not a heading
+    if any(b.x0 - a.x1 > layout.body_size for a, b in itertools.pairwise(line.words)):
+        return False  # words spread over columns: a table row
+    space_above = before is None or before.page != line.page or line.bottom - before.bottom > gap
+    return space_above and (after.page != line.page or after.bottom - line.bottom > gap)
 
 
 def _in_numbered_run(line: _Line, lines: list[_Line], i: int) -> bool:
-    """A numbered line next to another of the same depth is a list item, not a heading ("1. Independence")."""
+    """A numbered line next to another of the same depth is a list item, not a heading ("1. Independence").
+
+    Looking back, the previous item's wrapped lines (indented under its text, with no marker) are skipped.
+    """
     depth = _depth(line.marker)
-    for j in (i - 1, i + 1):
+    previous = i - 1
+    while previous >= 0 and not lines[previous].marker and lines[previous].x0 > line.x0 + 6.0:
+        previous -= 1
+    for j in (previous, i + 1):
         if 0 <= j < len(lines):
             other = lines[j]
             if other.marker_kind == "num" and _depth(other.marker) == depth and abs(other.x0 - line.x0) < 6.0:
@@ -662,14 +702,16 @@ def _starts_block(block: _Pending, line: _Line, layout: _Layout) -> bool:
     step = line.bottom - previous.bottom
     if step <= 0 or step > layout.pitch * 1.3 + 1.0:
         return True  # a blank line's worth of space, or a jump back up (next column)
+    width = layout.right - layout.left
     if block.kind == "list_item":
-        # Continuation lines of an item hang under its text; a line back at the marker's edge after a finished
-        # sentence is a new paragraph.
-        return line.x0 <= block.x0 + 2.0 and previous.text.endswith(_TERMINAL)
+        # Continuation lines of an item hang under its text. A line back at the marker's edge after a finished
+        # sentence or a short (unwrapped) line is a new paragraph, and so is any line left of the marker.
+        at_edge = line.x0 <= block.x0 + 2.0
+        finished = previous.text.endswith(_TERMINAL) or previous.x1 < layout.right - 0.35 * width
+        return line.x0 < block.x0 - 3.0 or (at_edge and finished)
     # A first-line indent marks a new paragraph in documents without space between paragraphs.
     if line.x0 > previous.x0 + 10.0 and previous.text.endswith(_TERMINAL):
         return True
-    width = layout.right - layout.left
     return previous.text.endswith((".", "!", "?")) and previous.x1 < layout.right - 0.35 * width
 
 

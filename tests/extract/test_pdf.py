@@ -294,3 +294,67 @@ def test_short_numbered_line_in_body_font_is_a_heading() -> None:
     assert out.text[first.start : first.end] == "4.2 Storing records"
     assert (first.kind, first.level) == ("heading", 2)
     assert out.blocks[1].kind == "paragraph"
+
+
+def _kinds(built: BuiltPdf) -> dict[str, tuple[str, str]]:
+    out = read_pdf(built.data, SETTINGS)
+    return {out.text[b.start : b.end]: (b.kind, b.label) for b in out.blocks}
+
+
+def test_list_numbers_in_a_larger_font_stay_list_items() -> None:
+    """Some writers set list numbers bigger than the text; the line is judged by its text, not its number."""
+    wrapped = "Write to the trustees at the office address or by email, saying what went wrong and what you want."
+    kinds = _kinds(
+        build_pdf(
+            [
+                [
+                    ("p", "The procedure is:"),
+                    ("li", "1", "Write to the trustees", "14"),
+                    ("li", "2", wrapped, "14"),
+                    ("li", "3", "A trustee replies within a week", "14"),
+                ]
+            ],
+            width=300,
+        )
+    )
+    assert kinds["1 Write to the trustees"] == ("list_item", "1")
+    assert kinds[f"2 {wrapped}"] == ("list_item", "2")
+    # The item before wraps onto a second line; the run of numbers still shows a list, not a heading.
+    assert kinds["3 A trustee replies within a week"] == ("list_item", "3")
+
+
+def test_short_list_item_ends_at_the_next_line_back_at_the_margin() -> None:
+    kinds = _kinds(
+        build_pdf(
+            [
+                [
+                    ("li", "1.", "Independence"),
+                    ("li", "2.", "Empowerment"),
+                    ("p", "Staff and volunteers follow these principles in all their work."),
+                ]
+            ]
+        )
+    )
+    assert kinds["2. Empowerment"] == ("list_item", "2")
+    assert kinds["Staff and volunteers follow these principles in all their work."] == ("paragraph", "")
+
+
+def test_standalone_line_in_body_style_is_a_heading_but_not_a_table_row() -> None:
+    kinds = _kinds(
+        build_pdf(
+            [
+                [
+                    ("p", "Sharing information"),
+                    ("p", LOREM),
+                    ("row", "Record", "Kept for"),
+                    ("row", "Case file", "Six years"),
+                    ("p", "When it stands alone with no full stop"),
+                    ("p", LOREM),
+                ]
+            ]
+        )
+    )
+    assert kinds["Sharing information"] == ("heading", "")
+    assert kinds["When it stands alone with no full stop"] == ("heading", "")
+    assert kinds["Record Kept for"][0] == "paragraph"
+    assert kinds["Case file Six years"][0] == "paragraph"
