@@ -12,6 +12,7 @@ assembled text, so ``text[block.start:block.end]`` is always the block's text.
 from __future__ import annotations
 
 import codecs
+import html
 import re
 from dataclasses import dataclass, field
 from typing import Final
@@ -57,6 +58,7 @@ _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]+)\](?:\([^)]*\)|\[[^\]]*\])")
 _EMPHASIS = re.compile(r"\*\*|__|`")
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_NBSP_RUN = re.compile(r" *\xa0[\xa0 ]*")
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>~])")
 _SPACES = re.compile(r"\s+")
 _SENTENCE_END = (".", "!", "?", ":", ";")
@@ -157,12 +159,17 @@ def _list_item(match: re.Match[str]) -> _Pending:
 
 
 def _clean_inline(text: str) -> str:
-    """Markdown inline syntax removed: images and links keep their text; bold, code and escapes go."""
+    """Markdown inline syntax removed: images and links keep their text; bold, code and escapes go.
+
+    HTML character references are decoded as a Markdown renderer would ("&amp;" is "&"); web captures indent
+    with runs of "&nbsp;", which become one space.
+    """
     text = _IMAGE.sub(r"\1", text)
     text = _LINK.sub(r"\1", text)
     text = _HTML_BREAK.sub(" ", text)
     text = _EMPHASIS.sub("", text)
-    return _ESCAPE.sub(r"\1", text)
+    text = _ESCAPE.sub(r"\1", text)
+    return _NBSP_RUN.sub(" ", html.unescape(text))
 
 
 def _split_row(line: str) -> list[str]:

@@ -269,3 +269,11 @@ def test_blocks_are_exact_stripped_slices_and_do_not_overlap(text: str, markdown
         assert block.start >= previous_end and block.end <= len(out.text)
         previous_end = block.end
     assert out.text == "\n\n".join(out.text[b.start : b.end] for b in out.blocks)
+
+
+def test_markdown_character_references_are_decoded() -> None:
+    out = md("# Terms &amp; conditions\n\nWe store:&nbsp;&nbsp;&nbsp;&nbsp;1.1 Contact details &#8211; name and email.")
+    assert blocks(out) == [
+        ("heading", "Terms & conditions"),
+        ("paragraph", "We store: 1.1 Contact details \u2013 name and email."),
+    ]
