@@ -270,7 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", parents=[common], help="compare screening with gold labels")
     p.add_argument("docs_dir", metavar="DOCS_DIR", help="folder of documents, each screened on its own")
     p.add_argument("labels_csv", metavar="LABELS_CSV", help="CSV: document,indicator,expected,evidence")
-    p.add_argument("--predictions", metavar="FILE", help="also write the predictions CSV here")
+    p.add_argument(
+        "--predictions",
+        metavar="FILE",
+        help="also write the predictions CSV here (status, score and the three top-ranked passages of every row)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(

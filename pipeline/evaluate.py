@@ -96,7 +96,11 @@ def keyword_baseline(text_passages: Sequence[str], key_terms: Sequence[str]) -> 
 
 
 def write_predictions(path: Path, labels: Sequence[Label], predictions: dict[tuple[str, str], Prediction]) -> None:
-    """CSV ``document,indicator,status,score,evidence_1,evidence_2,evidence_3`` for every labelled row."""
+    """CSV ``document,indicator,status,score,evidence_1,evidence_2,evidence_3`` for every labelled row.
+
+    The evidence columns hold the three passages ranked highest for the indicator, for rows predicted missing
+    too: they are what ``evidence_hit_at_3`` scores, so the figure can be recomputed from the file.
+    """
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -105,6 +109,5 @@ def write_predictions(path: Path, labels: Sequence[Label], predictions: dict[tup
             p = predictions.get((lab.document, lab.indicator))
             if p is None:
                 continue
-            shown = p.evidence[:3] if p.status != "missing" else []
-            writer.writerow([p.document, p.indicator, p.status, f"{p.score:.4f}", *[*shown, "", "", ""][:3]])
+            writer.writerow([p.document, p.indicator, p.status, f"{p.score:.4f}", *[*p.evidence[:3], "", "", ""][:3]])
     tmp.replace(path)

@@ -78,10 +78,14 @@ def test_keyword_baseline_counts_distinct_terms() -> None:
 
 def test_predictions_file_has_the_documented_columns(tmp_path) -> None:
     labels = [Label("d", "A", "met", ""), Label("d", "B", "missing", "")]
-    preds = {("d", "A"): _pred("d", "A", "met", 0.91234, ["one", "two"]), ("d", "B"): _pred("d", "B", "missing", 0)}
+    preds = {
+        ("d", "A"): _pred("d", "A", "met", 0.91234, ["one", "two"]),
+        ("d", "B"): _pred("d", "B", "missing", 0, ["closest", "next", "third", "fourth"]),
+    }
     out = tmp_path / "p.csv"
     write_predictions(out, labels, preds)
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["document", "indicator", "status", "score", "evidence_1", "evidence_2", "evidence_3"]
     assert rows[1] == ["d", "A", "met", "0.9123", "one", "two", ""]
-    assert rows[2][:3] == ["d", "B", "missing"]
+    # A row predicted missing still lists its top three passages: they are what evidence_hit_at_3 scores.
+    assert rows[2] == ["d", "B", "missing", "0.0000", "closest", "next", "third"]
