@@ -358,3 +358,16 @@ def test_standalone_line_in_body_style_is_a_heading_but_not_a_table_row() -> Non
     assert kinds["When it stands alone with no full stop"] == ("heading", "")
     assert kinds["Record Kept for"][0] == "paragraph"
     assert kinds["Case file Six years"][0] == "paragraph"
+
+
+def test_line_left_of_an_indented_list_marker_ends_the_item() -> None:
+    """An item whose last line fills the width and has no full stop still ends where the text moves left."""
+    words = iter(LOREM.split())
+    text = next(words)
+    for word in words:
+        if stringWidth(f"{text} {word}", BODY_FONT, BODY_SIZE) > 400:
+            break
+        text = f"{text} {word}"
+    kinds = _kinds(build_pdf([[("li", "  1.", text), ("p", "Managers check the records every month.")]]))
+    assert kinds[f"1. {text}"] == ("list_item", "1")
+    assert kinds["Managers check the records every month."] == ("paragraph", "")
