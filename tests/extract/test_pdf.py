@@ -371,3 +371,9 @@ def test_line_left_of_an_indented_list_marker_ends_the_item() -> None:
     kinds = _kinds(build_pdf([[("li", "  1.", text), ("p", "Managers check the records every month.")]]))
     assert kinds[f"1. {text}"] == ("list_item", "1")
     assert kinds["Managers check the records every month."] == ("paragraph", "")
+
+
+def test_small_print_standing_alone_is_not_a_heading() -> None:
+    kinds = _kinds(build_pdf([[("p", "Sharing information"), ("p", LOREM)]], header="Draft for consultation"))
+    assert kinds["Draft for consultation"] == ("paragraph", "")
+    assert kinds["Sharing information"] == ("heading", "")
