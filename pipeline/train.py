@@ -323,6 +323,21 @@ def held_out_decisions(
     return held
 
 
+def cross_validate(
+    docs: list[LabelledDocument],
+    catalogue: Catalogue,
+    index: IndicatorIndex,
+    rows: tuple[Rows, list[Rows]],
+    doc_folds: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[OutOfFold, np.ndarray]:
+    """Out-of-fold decision rows and their held-out decision probabilities; both stages hold out the same documents."""
+    oof = out_of_fold(docs, catalogue, index, rows, doc_folds)
+    row_folds = [
+        (np.flatnonzero(np.isin(oof.groups, tr)), np.flatnonzero(np.isin(oof.groups, te))) for tr, te in doc_folds
+    ]
+    return oof, held_out_decisions(oof, sorted(catalogue.areas), row_folds)
+
+
 def random_split_macro_f1(
     docs: list[LabelledDocument],
     catalogue: Catalogue,
@@ -334,14 +349,10 @@ def random_split_macro_f1(
 ) -> float:
     """Cross-validated macro-F1 of the whole matcher over one random split of the documents into folds.
 
-    Both stages hold out the same documents; the coverage weight is chosen on the held-out rows, as in training.
+    The coverage weight is chosen on the held-out rows, as in training.
     """
     doc_folds = list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.arange(len(docs))))
-    oof = out_of_fold(docs, catalogue, index, rows, doc_folds)
-    row_folds = [
-        (np.flatnonzero(np.isin(oof.groups, tr)), np.flatnonzero(np.isin(oof.groups, te))) for tr, te in doc_folds
-    ]
-    held = held_out_decisions(oof, sorted(catalogue.areas), row_folds)
+    oof, held = cross_validate(docs, catalogue, index, rows, doc_folds)
     return _macro_f1(oof.labels, weighted_statuses(held, choose_coverage_weight(held, oof.labels)))
 
 
@@ -361,13 +372,8 @@ def fit(
     folds = max(2, min(folds, len(docs)))
     rows = (catalogue_rows(index), [document_rows(d, catalogue) for d in docs])
     doc_folds = list(GroupKFold(n_splits=folds).split(np.arange(len(docs)), groups=np.arange(len(docs))))
-    oof = out_of_fold(docs, catalogue, index, rows, doc_folds)
-    area_names = sorted(catalogue.areas)
-    decision = DecisionModel(area_names).fit(oof.features, oof.areas, oof.labels)
-    # nested check of the decision model itself, grouped by document
-    held_out = held_out_decisions(
-        oof, area_names, list(GroupKFold(n_splits=folds).split(oof.features, groups=oof.groups))
-    )
+    oof, held_out = cross_validate(docs, catalogue, index, rows, doc_folds)
+    decision = DecisionModel(sorted(catalogue.areas)).fit(oof.features, oof.areas, oof.labels)
     decision.coverage_weight = choose_coverage_weight(held_out, oof.labels)
     evidence = fit_evidence([rows[0], *rows[1]])
     splits = [random_split_macro_f1(docs, catalogue, index, rows, folds=folds, seed=s) for s in range(cv_repeats)]
