@@ -163,6 +163,11 @@ class _Layout:
     heading_sizes: list[float]
     list_indents: list[float]
 
+    @property
+    def paragraph_gap(self) -> float:
+        """A step between baselines larger than this is a blank line's worth of space."""
+        return self.pitch * 1.3 + 1.0
+
 
 def read_pdf(data: bytes, settings: Settings) -> ReaderOutput:
     """Read a PDF into text, blocks, page starts and word boxes.
@@ -566,7 +571,7 @@ def _looks_like_heading(line: _Line, lines: list[_Line], i: int, layout: _Layout
 
 def _stands_alone(lines: list[_Line], i: int, layout: _Layout) -> bool:
     """Space above (or a new page) and space below the line, with body text after it."""
-    gap = layout.pitch * 1.3 + 1.0
+    gap = layout.paragraph_gap
     before = lines[i - 1] if i > 0 else None
     after = lines[i + 1] if i + 1 < len(lines) else None
     if after is None or abs(after.size - layout.body_size) >= 0.6:
@@ -700,7 +705,7 @@ def _starts_block(block: _Pending, line: _Line, layout: _Layout) -> bool:
         # Across a page break a sentence that did not end carries on; anything else starts afresh.
         return previous.text.endswith(_TERMINAL)
     step = line.bottom - previous.bottom
-    if step <= 0 or step > layout.pitch * 1.3 + 1.0:
+    if step <= 0 or step > layout.paragraph_gap:
         return True  # a blank line's worth of space, or a jump back up (next column)
     width = layout.right - layout.left
     if block.kind == "list_item":
