@@ -313,29 +313,18 @@ def out_of_fold(
 
 
 def held_out_decisions(
-    oof: OutOfFold, area_names: Sequence[str], row_folds: Sequence[tuple[np.ndarray, np.ndarray]]
+    oof: OutOfFold, area_names: Sequence[str], doc_folds: Sequence[tuple[np.ndarray, np.ndarray]]
 ) -> np.ndarray:
-    """(rows, 3) decision-model probabilities, each row from a model fitted without its document."""
+    """(rows, 3) decision-model probabilities, each row from a model fitted without its document.
+
+    The decision stage holds out the same documents as the evidence stage did (``doc_folds``).
+    """
     held = np.zeros((len(oof.labels), len(STATUSES)), dtype=np.float32)
-    for tr, te in row_folds:
+    for train_docs, test_docs in doc_folds:
+        tr, te = np.flatnonzero(np.isin(oof.groups, train_docs)), np.flatnonzero(np.isin(oof.groups, test_docs))
         model = DecisionModel(area_names).fit(oof.features[tr], [oof.areas[j] for j in tr], [oof.labels[j] for j in tr])
         held[te] = model.predict_proba(oof.features[te], [oof.areas[j] for j in te])
     return held
-
-
-def cross_validate(
-    docs: list[LabelledDocument],
-    catalogue: Catalogue,
-    index: IndicatorIndex,
-    rows: tuple[Rows, list[Rows]],
-    doc_folds: Sequence[tuple[np.ndarray, np.ndarray]],
-) -> tuple[OutOfFold, np.ndarray]:
-    """Out-of-fold decision rows and their held-out decision probabilities; both stages hold out the same documents."""
-    oof = out_of_fold(docs, catalogue, index, rows, doc_folds)
-    row_folds = [
-        (np.flatnonzero(np.isin(oof.groups, tr)), np.flatnonzero(np.isin(oof.groups, te))) for tr, te in doc_folds
-    ]
-    return oof, held_out_decisions(oof, sorted(catalogue.areas), row_folds)
 
 
 def random_split_macro_f1(
@@ -352,7 +341,8 @@ def random_split_macro_f1(
     The coverage weight is chosen on the held-out rows, as in training.
     """
     doc_folds = list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.arange(len(docs))))
-    oof, held = cross_validate(docs, catalogue, index, rows, doc_folds)
+    oof = out_of_fold(docs, catalogue, index, rows, doc_folds)
+    held = held_out_decisions(oof, sorted(catalogue.areas), doc_folds)
     return _macro_f1(oof.labels, weighted_statuses(held, choose_coverage_weight(held, oof.labels)))
 
 
@@ -372,7 +362,8 @@ def fit(
     folds = max(2, min(folds, len(docs)))
     rows = (catalogue_rows(index), [document_rows(d, catalogue) for d in docs])
     doc_folds = list(GroupKFold(n_splits=folds).split(np.arange(len(docs)), groups=np.arange(len(docs))))
-    oof, held_out = cross_validate(docs, catalogue, index, rows, doc_folds)
+    oof = out_of_fold(docs, catalogue, index, rows, doc_folds)
+    held_out = held_out_decisions(oof, sorted(catalogue.areas), doc_folds)
     decision = DecisionModel(sorted(catalogue.areas)).fit(oof.features, oof.areas, oof.labels)
     decision.coverage_weight = choose_coverage_weight(held_out, oof.labels)
     evidence = fit_evidence([rows[0], *rows[1]])
