@@ -363,8 +363,9 @@ def fit(
     rows = (catalogue_rows(index), [document_rows(d, catalogue) for d in docs])
     doc_folds = list(GroupKFold(n_splits=folds).split(np.arange(len(docs)), groups=np.arange(len(docs))))
     oof = out_of_fold(docs, catalogue, index, rows, doc_folds)
-    held_out = held_out_decisions(oof, sorted(catalogue.areas), doc_folds)
-    decision = DecisionModel(sorted(catalogue.areas)).fit(oof.features, oof.areas, oof.labels)
+    area_names = sorted(catalogue.areas)
+    held_out = held_out_decisions(oof, area_names, doc_folds)
+    decision = DecisionModel(area_names).fit(oof.features, oof.areas, oof.labels)
     decision.coverage_weight = choose_coverage_weight(held_out, oof.labels)
     evidence = fit_evidence([rows[0], *rows[1]])
     splits = [random_split_macro_f1(docs, catalogue, index, rows, folds=folds, seed=s) for s in range(cv_repeats)]
