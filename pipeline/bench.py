@@ -16,6 +16,8 @@ A benchmark prints figures; it is not a timed test. What is measured, and why th
 - ``rerun_seconds``: the same submission once more, unchanged (everything cached).
 - ``batch_seconds`` / ``batch_rerun_seconds``: a batch of distinct submissions, then the same batch re-run.
 - ``peak_rss_mb``: the peak resident memory of this process.
+- ``encoder`` and ``environment``: which vectors were computed, on which CPU and torch build (speed differs
+  between CPUs by more than the changes worth measuring).
 """
 
 from __future__ import annotations
@@ -192,7 +194,7 @@ def bare_cost(settings: Settings, folder: Path) -> tuple[float, int, int]:
 def bench_all(settings: Settings, *, batch_size: int = 20, progress: bool = False) -> dict[str, Any]:
     """Every figure of ``qpm-screen bench`` (see the module docstring)."""
     from pipeline import flows
-    from pipeline.embed import Encoder
+    from pipeline.embed import Encoder, encoder_id, runtime_environment
 
     def say(message: str) -> None:
         if progress:
@@ -265,6 +267,8 @@ def bench_all(settings: Settings, *, batch_size: int = 20, progress: bool = Fals
                 "batch_seconds_per_page": round(batch_seconds / max(batch_pages, 1), 3),
                 "batch_rerun_seconds": round(batch_rerun, 2),
                 "batch_rerun_ratio": round(batch_rerun / batch_seconds, 3) if batch_seconds else None,
+                "encoder": encoder_id(cfg),
+                "environment": runtime_environment(),
             }
         )
         return figures

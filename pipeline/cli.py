@@ -152,6 +152,13 @@ def _print_evaluation(report: dict[str, Any]) -> None:
             f"  {ind:<8} {row['accuracy']:.2f}  {g['met']}/{g['partial']}/{g['missing']} -> "
             f"{p['met']}/{p['partial']}/{p['missing']}"
         )
+    env = report.get("environment")
+    if env:
+        print(
+            f"\nencoder {report.get('encoder')} on {env['cpu']} ({env['cpu_count']} cores; "
+            f"{' '.join(env['simd']) or 'no listed SIMD'}), torch {env['torch']} "
+            f"({env['torch_threads']} threads, {env['quantized_engine']} int8 engine)"
+        )
     for failure in report.get("failed_documents", []):
         print(f"FAILED {failure['name']}: {failure['message']}")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import os
+import platform
 import sqlite3
 import threading
 import warnings
@@ -101,6 +103,38 @@ def _encoder_id(settings: Settings, adapter: EncoderAdapter | None) -> str:
         + (f"+lora:{adapter.fingerprint()}" if adapter else "")
         + ("+int8" if settings.encoder_int8 else "")
     )
+
+
+# CPU extensions that decide which kernels torch runs (int8 matrix products, float reductions).
+_SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def runtime_environment(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    """Where vectors are computed: the CPU and its vector extensions, torch's version, threads and quantised
+    engine.
+
+    Another CPU can run other kernels, whose results differ in the last digits, and that is enough to move a
+    few decisions (see the model card); speed depends on the CPU too. Evaluation and benchmark figures are
+    comparable only between runs in the same environment, so the commands that produce them record it.
+    """
+    import torch
+
+    info: dict[str, str] = {}
+    try:
+        first_cpu = cpuinfo.read_text(encoding="utf-8", errors="replace").split("\n\n", 1)[0]
+        info = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first_cpu.splitlines())}
+    except OSError:
+        pass  # not Linux: the platform's own name is all there is
+    cpu = info.get("model name") or platform.processor() or platform.machine()
+    flags = set(info.get("flags", "").split())
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "simd": [f for f in _SIMD_FLAGS if f in flags],
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "quantized_engine": torch.backends.quantized.engine,
+    }
 
 
 def load_model(settings: Settings) -> SentenceTransformer:

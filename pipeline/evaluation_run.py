@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.embed import encoder_id, runtime_environment
 from pipeline.evaluate import Prediction, keyword_baseline, metrics, write_predictions
 from pipeline.ingest import FailedDocument, IngestedDocument, collect_files, ingest
 from pipeline.labels import read_labels
@@ -43,6 +44,8 @@ def run_evaluation(
     base = metrics(labels, baseline)
     base.pop("per_indicator", None)
     report["keyword_baseline"] = base
+    report["encoder"] = encoder_id(settings)
+    report["environment"] = runtime_environment()
     report["failed_documents"] = [{"name": f.name, "code": f.code, "message": f.message} for f in failures]
     if predictions_path is not None:
         write_predictions(predictions_path, labels, predictions)

@@ -41,7 +41,15 @@ from pipeline.adapt import (
 from pipeline.catalogue import Catalogue
 from pipeline.config import Settings
 from pipeline.coverage import STATUSES
-from pipeline.embed import ModelEncoder, TextEncoder, adapter_path, current_adapter, inference_model, load_base_model
+from pipeline.embed import (
+    ModelEncoder,
+    TextEncoder,
+    adapter_path,
+    current_adapter,
+    inference_model,
+    load_base_model,
+    runtime_environment,
+)
 from pipeline.errors import ModelUnavailableError
 from pipeline.ingest import IngestedDocument, collect_files, ingest
 from pipeline.labels import Label, overlaps, read_labels
@@ -420,6 +428,7 @@ def train(
     metrics["review_documents"] = len(review_docs)
     metrics["review_labels_skipped"] = skipped
     metrics["trained_on"] = date.today().isoformat()
+    metrics["environment"] = runtime_environment()
     metrics["catalogue"] = catalogue.fingerprint()
     bundle = {
         "format": FORMAT_VERSION,

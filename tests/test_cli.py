@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from pipeline.cli import main
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import PROJECT_ROOT, Settings
 
 SAMPLES = PROJECT_ROOT / "sample_policies" / "docs"
 
@@ -96,9 +96,13 @@ def test_evaluate_prints_every_metric_and_writes_predictions(tmp_path, capsys) -
         assert key in report, key
     assert report["n_rows"] == 120
     assert 0.0 <= report["macro_f1_3class"] <= 1.0
+    # the figures say which encoder and which CPU produced them
+    assert report["encoder"].startswith(Settings().embedding_model_id)
+    assert report["environment"]["cpu_count"] >= 1 and report["environment"]["torch"]
     pred_rows = list(csv.DictReader(predictions.open()))
     assert len(pred_rows) == 120
     assert {r["status"] for r in pred_rows} <= {"met", "partial", "missing"}
     # the human-readable form shows the matcher beside the baseline
     code, out, _ = _run(capsys, "evaluate", str(docs), str(labels))
     assert "matcher" in out and "keywords" in out and "macro_f1_3class" in out
+    assert f"encoder {report['encoder']} on " in out

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import Settings
-from pipeline.embed import Encoder, model_path
+from pipeline.embed import Encoder, model_path, runtime_environment
 from pipeline.errors import ModelUnavailableError
 
 
@@ -20,6 +20,19 @@ def test_hub_is_switched_off_for_the_whole_process() -> None:
 def test_missing_model_package_gives_an_install_hint() -> None:
     with pytest.raises(ModelUnavailableError, match="make install"):
         model_path(Settings(embedding_package="no_such_model_package_xyz"))
+
+
+def test_runtime_environment_names_the_cpu_and_the_extensions_that_change_kernels(tmp_path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    block = "processor\t: {n}\nmodel name\t: Example CPU {n}\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+    cpuinfo.write_text(block.format(n=0) + "\n" + block.format(n=1).replace("avx512f", ""))
+    env = runtime_environment(cpuinfo)
+    assert env["cpu"] == "Example CPU 0"
+    assert env["simd"] == ["avx2", "avx512f", "avx512_vnni"]
+    assert env["torch_threads"] >= 1 and env["quantized_engine"]
+    # elsewhere than Linux there is no cpuinfo: the platform's name, and no flags rather than an error
+    bare = runtime_environment(tmp_path / "missing")
+    assert bare["simd"] == [] and bare["cpu"]
 
 
 @pytest.mark.slow
