@@ -10,9 +10,12 @@ A benchmark prints figures; it is not a timed test. What is measured, and why th
   loaded on the way.
 - ``warm_seconds``: the same submission again in the same process with all the work redone (no result cache,
   no embedding cache) but the model already loaded: the steady cost of screening new documents.
-- ``bare_seconds``: the same work without Prefect: extraction and segmentation of each file, then one encode
-  call over all passages. ``overhead_ratio`` = warm / bare. Warm and bare are each the median of
-  ``TIMING_REPEATS`` runs, alternated, because a shared 2-core machine drifts by a third between single runs.
+- ``bare_seconds``: the same work without Prefect: extraction and segmentation of each file
+  (``extract_seconds``), then one encode call over all passages (``encode_seconds``). ``overhead_ratio`` =
+  warm / bare. Warm and bare are each the median of ``TIMING_REPEATS`` runs, alternated, because a shared
+  2-core machine drifts by a third between single runs.
+- ``scoring_seconds``: matching alone (passage features, evidence probabilities, decisions per document and
+  for the submission) with every vector already embedded: what the matcher adds to the encoder's time.
 - ``rerun_seconds``: the same submission once more, unchanged (everything cached).
 - ``batch_seconds`` / ``batch_rerun_seconds``: a batch of distinct submissions, then the same batch re-run.
 - ``peak_rss_mb``: the peak resident memory of this process.
@@ -30,13 +33,16 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.ingest import FailedDocument, IngestedDocument, collect_files, ingest
+
+if TYPE_CHECKING:
+    from pipeline.match import Matcher
 
 SAMPLES = PROJECT_ROOT / "sample_policies" / "docs"
 POLICY_TYPES = ("confidentiality", "safeguarding", "complaints", "equality")
@@ -175,20 +181,46 @@ def build_submission(folder: Path, texts: dict[str, list[list[tuple[str, str]]]]
 # --- bench (all) --------------------------------------------------------------------------------------------
 
 
-def bare_cost(settings: Settings, folder: Path) -> tuple[float, int, int]:
-    """Seconds for extraction + segmentation of each file and one encode call over all passages (no Prefect),
-    with the model already loaded and no embedding cache; also pages and passages."""
+@dataclass(frozen=True)
+class BareCost:
+    """The work of one screening without Prefect, in its two parts."""
+
+    extract_seconds: float  # reading and segmenting every file
+    encode_seconds: float  # one encode call over all passages
+    pages: int
+    passages: int
+
+    @property
+    def seconds(self) -> float:
+        return self.extract_seconds + self.encode_seconds
+
+
+def bare_cost(settings: Settings, folder: Path) -> BareCost:
+    """Extraction + segmentation of each file, then one encode call over all passages (no Prefect), with the
+    model already loaded and no embedding cache."""
     from pipeline.embed import Encoder
     from pipeline.match import passage_texts
 
-    def work() -> tuple[int, int]:
-        docs = [d for d in (ingest(p, settings) for p in collect_files([folder])) if isinstance(d, IngestedDocument)]
-        passages = [p for d in docs for p in d.passages]
-        Encoder(settings, None, batch_size=settings.batch_size).encode(passage_texts(passages))
-        return sum(d.document.pages for d in docs), len(passages)
+    extract, docs = _timed(lambda: _read(settings, folder))
+    passages = [p for d in docs for p in d.passages]
+    encoder = Encoder(settings, None, batch_size=settings.batch_size)
+    encode, _ = _timed(lambda: encoder.encode(passage_texts(passages)))
+    return BareCost(extract, encode, sum(d.document.pages for d in docs), len(passages))
 
-    seconds, (pages, passages) = _timed(work)
-    return seconds, pages, passages
+
+def scoring_cost(matcher: Matcher, settings: Settings, folder: Path) -> float:
+    """Median seconds to score and decide a submission whose passages are already embedded: passage features,
+    evidence probabilities and decisions per document and for the submission (what matching adds to the
+    encoder). ``matcher.encoder`` must remember vectors (the real encoder does)."""
+    from pipeline.screen import screen
+
+    docs = _read(settings, folder)
+    screen(matcher, folder.name, docs)  # embeds every passage and heading: the timed runs encode nothing
+    return statistics.median(_timed(lambda: screen(matcher, folder.name, docs))[0] for _ in range(TIMING_REPEATS))
+
+
+def _read(settings: Settings, folder: Path) -> list[IngestedDocument]:
+    return [d for d in (ingest(p, settings) for p in collect_files([folder])) if isinstance(d, IngestedDocument)]
 
 
 def bench_all(settings: Settings, *, batch_size: int = 20, progress: bool = False) -> dict[str, Any]:
@@ -221,18 +253,19 @@ def bench_all(settings: Settings, *, batch_size: int = 20, progress: bool = Fals
             matcher, _ = flows.get_matcher(cfg)
             disk_encoder = matcher.encoder
             warm_runs: list[float] = []
-            bare_runs: list[float] = []
+            bare_runs: list[BareCost] = []
             try:
                 for _ in range(TIMING_REPEATS):
                     matcher.encoder = Encoder(cfg, None, batch_size=cfg.batch_size)  # no embedding cache
                     warm_runs.append(
                         _timed(lambda: flows.run_screen([str(submission)], work / "out" / "warm", cfg, refresh=True))[0]
                     )
-                    seconds, bare_pages, bare_passages = bare_cost(cfg, submission)
-                    bare_runs.append(seconds)
+                    bare_runs.append(bare_cost(cfg, submission))
             finally:
                 matcher.encoder = disk_encoder
-            warm, bare = statistics.median(warm_runs), statistics.median(bare_runs)
+            warm, bare = statistics.median(warm_runs), statistics.median(b.seconds for b in bare_runs)
+            say("scoring alone")
+            scoring = scoring_cost(matcher, cfg, submission)
             say("unchanged re-run")
             rerun, _ = _timed(lambda: flows.run_screen([str(submission)], work / "out" / "warm", cfg))
             say(f"building a batch of {batch_size} submissions")
@@ -251,15 +284,18 @@ def bench_all(settings: Settings, *, batch_size: int = 20, progress: bool = Fals
                 "bare_seconds": round(bare, 2),
                 "overhead_ratio": round(warm / bare, 2) if bare else None,
                 "warm_runs": [round(x, 2) for x in warm_runs],
-                "bare_runs": [round(x, 2) for x in bare_runs],
+                "bare_runs": [round(b.seconds, 2) for b in bare_runs],
+                "extract_seconds": round(statistics.median(b.extract_seconds for b in bare_runs), 2),
+                "encode_seconds": round(statistics.median(b.encode_seconds for b in bare_runs), 2),
+                "scoring_seconds": round(scoring, 2),
                 "rerun_seconds": round(rerun, 2),
                 "documents": len(outcome.report["documents"]),
                 "pages": pages,
                 "pages_per_second": round(pages / warm, 1),
                 "passages": passages,
                 "passages_per_second": round(passages / warm, 1),
-                "bare_pages": bare_pages,
-                "bare_passages": bare_passages,
+                "bare_pages": bare_runs[0].pages,
+                "bare_passages": bare_runs[0].passages,
                 "peak_rss_mb": peak_rss_mb(),
                 "batch_submissions": batch_size,
                 "batch_pages": batch_pages,
