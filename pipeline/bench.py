@@ -192,6 +192,7 @@ class BareCost:
 
     @property
     def seconds(self) -> float:
+        """Both parts together: ``bare_seconds``."""
         return self.extract_seconds + self.encode_seconds
 
 
