@@ -1,4 +1,5 @@
-"""Fit the matcher's two models from the catalogue and the team's labelled sample policies, reproducibly.
+"""Fit the matcher's two models from the catalogue and the team's labelled sample policies, reproducibly on one
+machine (another CPU's float kernels give another adapter; ``metrics.json`` records the environment).
 
 Training data, all written by the team (never the dev corpus):
 - catalogue sentences as short pseudo-passages: exemplars and element exemplars are positives for their own
