@@ -62,6 +62,11 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
+def read_folder(settings: Settings, folder: Path) -> list[IngestedDocument]:
+    """Every readable document in ``folder`` (the bench builds its own inputs, so a failure is simply left out)."""
+    return [d for d in (ingest(p, settings) for p in collect_files([folder])) if isinstance(d, IngestedDocument)]
+
+
 # --- bench extract ------------------------------------------------------------------------------------------
 
 
@@ -115,10 +120,7 @@ def bench_extract(settings: Settings, folder: Path = SAMPLES) -> dict[str, Any]:
 def _sample_texts(settings: Settings) -> dict[str, list[list[tuple[str, str]]]]:
     """Per policy type, each readable sample as ``(kind, text)`` blocks (kind: heading or paragraph)."""
     out: dict[str, list[list[tuple[str, str]]]] = {t: [] for t in POLICY_TYPES}
-    for path in collect_files([SAMPLES]):
-        got = ingest(path, settings)
-        if not isinstance(got, IngestedDocument):
-            continue
+    for got in read_folder(settings, SAMPLES):
         doc = got.document
         kind = doc.metadata.policy_type if doc.metadata.policy_type in out else "confidentiality"
         blocks = [("heading" if b.kind == "heading" else "paragraph", doc.text[b.start : b.end]) for b in doc.blocks]
@@ -202,7 +204,7 @@ def bare_cost(settings: Settings, folder: Path) -> BareCost:
     from pipeline.embed import Encoder
     from pipeline.match import passage_texts
 
-    extract, docs = _timed(lambda: _read(settings, folder))
+    extract, docs = _timed(lambda: read_folder(settings, folder))
     passages = [p for d in docs for p in d.passages]
     encoder = Encoder(settings, None, batch_size=settings.batch_size)
     encode, _ = _timed(lambda: encoder.encode(passage_texts(passages)))
@@ -215,13 +217,9 @@ def scoring_cost(matcher: Matcher, settings: Settings, folder: Path) -> float:
     encoder). ``matcher.encoder`` must remember vectors (the real encoder does)."""
     from pipeline.screen import screen
 
-    docs = _read(settings, folder)
+    docs = read_folder(settings, folder)
     screen(matcher, folder.name, docs)  # embeds every passage and heading: the timed runs encode nothing
     return statistics.median(_timed(lambda: screen(matcher, folder.name, docs))[0] for _ in range(TIMING_REPEATS))
-
-
-def _read(settings: Settings, folder: Path) -> list[IngestedDocument]:
-    return [d for d in (ingest(p, settings) for p in collect_files([folder])) if isinstance(d, IngestedDocument)]
 
 
 def bench_all(settings: Settings, *, batch_size: int = 20, progress: bool = False) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def test_bare_cost_reads_every_file_then_encodes_every_passage_once(
     monkeypatch.setattr(embed, "Encoder", lambda s, cache, batch_size: flow_support.HashingEncoder(s))
     before = flow_support.HashingEncoder.calls
     cost = bench.bare_cost(settings, submission)
-    docs = bench._read(settings, submission)
+    docs = bench.read_folder(settings, submission)
     assert len(docs) == 3
     assert cost.pages == sum(d.document.pages for d in docs)
     assert cost.passages == sum(len(d.passages) for d in docs) > 0
@@ -41,7 +41,7 @@ def test_scoring_cost_times_matching_with_nothing_left_to_encode(settings: Setti
     # how many texts one screening embeds (passages and headings), on a matcher that has seen none of them
     fresh = flow_support.build_fake_matcher(settings)
     before = flow_support.HashingEncoder.calls
-    screen(fresh, "once", bench._read(settings, submission))
+    screen(fresh, "once", bench.read_folder(settings, submission))
     once = flow_support.HashingEncoder.calls - before
     assert once > 0
 
