@@ -65,6 +65,9 @@ _SENTENCE_END = (".", "!", "?", ":", ";")
 # Plain-text heading candidates: a standalone short line. Longer lines are sentences that happen to stand alone.
 _HEADING_MAX_WORDS: Final = 12
 _HEADING_MAX_CHARS: Final = 80
+# A Markdown line that is bold from end to end ("**4.9 Review**", often with a hard break after it): how
+# documents converted from Word or PDF mark the headings their source had no heading style for.
+_BOLD_LINE = re.compile(r"^ {0,3}(\*\*|__)(?=\S)((?:(?!\1).)+?)(?<=\S)\1\\?$")
 
 
 @dataclass
@@ -77,6 +80,7 @@ class _Pending:
     label: str = ""
     indent: int = 0
     followed_by_blank: bool = False
+    bold_line: bool = False  # Markdown: a whole line in bold, a heading candidate
 
     def text(self) -> str:
         return _SPACES.sub(" ", " ".join(line.strip() for line in self.lines)).strip()
@@ -334,7 +338,9 @@ def _parse_markdown(lines: list[str]) -> list[_Pending]:
     blocks = _Blocks()
     in_fence = False
     in_table = False
+    line_broken = True  # the previous line ended a block, a sentence or with a hard break
     for index, raw in enumerate(lines):
+        previous_broken, line_broken = line_broken, raw.endswith("  ") or raw.rstrip().endswith(("\\", *_SENTENCE_END))
         line = raw.rstrip()
         if _FENCE.match(line):
             blocks.flush()
@@ -387,6 +393,11 @@ def _parse_markdown(lines: list[str]) -> list[_Pending]:
             continue
         if _LINK_DEFINITION.match(line):
             continue
+        if _is_bold_line(line) and (current is None or previous_broken):
+            # Its own block even where Markdown would join it to the lines around it: the next line is body text.
+            blocks.add(_Pending("paragraph", [line.removesuffix("\\")], bold_line=True))
+            line_broken = True
+            continue
         marker = _LIST_MARKER.match(line)
         if marker:
             blocks.start(_list_item(marker))
@@ -399,7 +410,35 @@ def _parse_markdown(lines: list[str]) -> list[_Pending]:
     for block in blocks.done:
         if block.kind in ("paragraph", "list_item"):
             block.lines = [_clean_inline(line) for line in block.lines]
+    _promote_bold_lines(blocks.done)
     return blocks.done
+
+
+def _is_bold_line(line: str) -> bool:
+    """A short line in bold from end to end that does not end like a sentence."""
+    match = _BOLD_LINE.match(line)
+    if not match:
+        return False
+    text = _clean_inline(match.group(2)).strip()
+    return (
+        any(ch.isalpha() for ch in text)
+        and len(text) <= _HEADING_MAX_CHARS
+        and len(text.split()) <= _HEADING_MAX_WORDS
+        and not text.endswith((".", ",", ";"))
+    )
+
+
+def _promote_bold_lines(blocks: list[_Pending]) -> None:
+    """Bold lines followed by body text become headings one level below the Markdown heading above them (level 2
+    when there is none), as the Word reader treats bold lines in documents without heading styles. Two bold lines
+    in a row are emphasis, not a heading over body text."""
+    section_level = 1
+    for i, block in enumerate(blocks):
+        if block.kind == "heading":
+            section_level = block.level
+        elif block.bold_line and i + 1 < len(blocks) and not blocks[i + 1].bold_line:
+            block.kind = "heading"
+            block.level = min(section_level + 1, 6)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -237,6 +237,60 @@ def test_markdown_does_not_guess_headings_from_short_lines() -> None:
     assert [b.kind for b in out.blocks] == ["paragraph", "paragraph"]
 
 
+def test_markdown_bold_lines_over_body_text_are_headings_below_the_section() -> None:
+    text = (
+        "# Safeguarding Policy\n\n"
+        "## 4.0 Policy\n\n"
+        "Staff report concerns to their manager.\n"
+        "**4.8 Whistleblowing**  \n"
+        "Anyone can raise a concern outside the organisation.\n"
+        "**4.9 Review**\n"
+        "We review this policy every year.\n\n"
+        "## 5.0 Roles\n\n"
+        "__5.1 Safeguarding Lead__\\\n"
+        "The lead is the Chief Operating Officer.\n"
+    )
+    out = md(text)
+    assert [(b.kind, b.level, out.text[b.start : b.end]) for b in out.blocks] == [
+        ("heading", 1, "Safeguarding Policy"),
+        ("heading", 2, "4.0 Policy"),
+        ("paragraph", 0, "Staff report concerns to their manager."),
+        ("heading", 3, "4.8 Whistleblowing"),
+        ("paragraph", 0, "Anyone can raise a concern outside the organisation."),
+        ("heading", 3, "4.9 Review"),
+        ("paragraph", 0, "We review this policy every year."),
+        ("heading", 2, "5.0 Roles"),
+        ("heading", 3, "5.1 Safeguarding Lead"),
+        ("paragraph", 0, "The lead is the Chief Operating Officer."),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "kinds"),
+    [
+        # bold words in a wrapped sentence
+        ("Staff must keep records\n**safe and locked**\nat all times.", ["paragraph"]),
+        # a bold sentence
+        ("**Staff must always keep records locked away.**\n\nMore text.", ["paragraph", "paragraph"]),
+        # bold parts of a line, not a bold line
+        ("**Important** read this **first**\n\nMore text.", ["paragraph", "paragraph"]),
+        # two bold lines in a row: only the second is over body text
+        ("**Asthma and Lung UK**\n**Safeguarding**\n\nMore text.", ["paragraph", "heading", "paragraph"]),
+        # nothing follows
+        ("Text first.\n\n**Last line**", ["paragraph", "paragraph"]),
+    ],
+)
+def test_markdown_bold_that_is_not_a_heading(text: str, kinds: list[str]) -> None:
+    out = md(text)
+    assert [b.kind for b in out.blocks] == kinds
+    assert all("*" not in out.text[b.start : b.end] for b in out.blocks)
+
+
+def test_markdown_bold_line_without_text_above_starts_the_document_sections() -> None:
+    out = md("**Purpose**\nThis policy explains how we keep information confidential.")
+    assert [(b.kind, b.level) for b in out.blocks] == [("heading", 2), ("paragraph", 0)]
+
+
 def test_pages_estimate() -> None:
     out = plain(" ".join(["word"] * 1300))
     assert out.pages == 3
