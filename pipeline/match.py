@@ -547,10 +547,24 @@ class Matcher:
         return Coverage(scope=scope, results=results)
 
     def top_passages(self, docs: Sequence[ScoredDocument], i: int, k: int) -> list[tuple[float, int, int]]:
-        """The ``k`` best (probability, document position, passage position) for indicator ``i``."""
+        """The ``k`` best (probability, document position, passage position) for indicator ``i``.
+
+        A passage with the same words as a better one of the same document is left out: policies repeat a
+        paragraph in two procedures, and the reader would see the same words twice in place of other evidence.
+        The same words in two documents are kept: the submission's evidence names both.
+        """
         ranked = [(float(d.evidence[p, i]), di, p) for di, d in enumerate(docs) for p in range(len(d.passages))]
         ranked.sort(key=lambda r: -r[0])
-        return ranked[:k]
+        top: list[tuple[float, int, int]] = []
+        seen: set[tuple[int, str]] = set()
+        for prob, di, p in ranked:
+            words = (di, " ".join(docs[di].passages[p].text.split()))
+            if words not in seen:
+                seen.add(words)
+                top.append((prob, di, p))
+                if len(top) == k:
+                    break
+        return top
 
     def _evidence(self, docs: Sequence[ScoredDocument], i: int) -> list[Evidence]:
         out = []

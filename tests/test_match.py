@@ -173,6 +173,19 @@ def test_submission_pools_evidence_from_several_documents(matcher) -> None:
     assert result["COMP-04"].evidence[0].document == "comp.txt"
 
 
+def test_evidence_shows_a_repeated_paragraph_once_per_document(matcher) -> None:
+    repeated = "We disclose information if there is serious harm."
+    texts = [repeated, "Other words.", repeated, "We share information under a court order."]
+    a = matcher.score_document("conf.txt", "a", "confidentiality", _passages(texts, "a"))
+    b = matcher.score_document("copy.txt", "b", "confidentiality", _passages([repeated], "b"))
+    assert a.evidence[0, 0] == pytest.approx(a.evidence[2, 0])  # the repeat scores as well as the first
+    alone = [a.passages[p].text for _, _, p in matcher.top_passages([a], 0, 3)]
+    assert alone.count(repeated) == 1 and len(alone) == 3
+    docs = [a, b]  # the same words in two documents: both are shown
+    both = [(docs[di].name, docs[di].passages[p].text) for _, di, p in matcher.top_passages(docs, 0, 2)]
+    assert sorted(both) == [("conf.txt", repeated), ("copy.txt", repeated)]
+
+
 def test_scoring_several_documents_at_once_matches_scoring_each(matcher) -> None:
     def under(heading: list[str], passages: list[Passage]) -> list[Passage]:
         return [dataclasses.replace(p, section=heading) for p in passages]
