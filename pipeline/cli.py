@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="rebuild the encoder adapter and the trained matcher from the sample policies",
         description="Rebuild encoder_adapter.npz, matcher.joblib and metrics.json in the models folder from the "
-        "catalogue and the labelled sample policies, reproducibly on one machine (about 35 minutes on 2 cores, "
+        "catalogue and the labelled sample policies, reproducibly on one machine (35-55 minutes on 2 cores, "
         "most of it adapting the encoder). The matcher is trained for the current QPM_ENCODER_INT8 setting.",
     )
     p.add_argument("--docs", default=str(PROJECT_ROOT / "sample_policies" / "docs"), help="labelled documents")
