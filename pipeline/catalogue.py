@@ -210,6 +210,32 @@ def _entries(data: dict[str, Any], source: str) -> list[dict[str, Any]]:
 LIST_SEPARATOR = ";"
 
 
+def _read_sheet(path: Path) -> Any:
+    """The spreadsheet as a pandas frame of strings; ``CatalogueError`` naming the file when it cannot be read."""
+    import zipfile
+
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".xlsx", ".xlsm"):
+        raise CatalogueError(f"{path.name}: import expects a .csv or .xlsx file")
+    if not path.is_file():
+        raise CatalogueError(f"{path}: no such file")
+    kind = "a CSV file" if suffix == ".csv" else "an Excel workbook (.xlsx)"
+    try:
+        if suffix != ".csv":
+            return pd.read_excel(path, dtype=str, engine="openpyxl")
+        try:
+            return pd.read_csv(path, dtype=str, encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            # Excel on Windows saves "CSV" in the Windows-1252 code page unless told to use UTF-8.
+            return pd.read_csv(path, dtype=str, encoding="cp1252")
+    # ValueError covers pandas' empty-file and parser errors; BadZipFile a workbook that is not one (or is
+    # encrypted, which Excel stores in another container).
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise CatalogueError(f"{path.name} could not be read as {kind}: {exc}") from exc
+
+
 def import_spreadsheet(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read one row per indicator from CSV or XLSX into catalogue entries, validated.
 
@@ -217,15 +243,7 @@ def import_spreadsheet(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any]
     columns (exemplars, near_misses, key_terms, policy_types, sources) hold ``;``-separated items; elements are
     columns ``element_1`` .. ``element_4`` (text) with optional ``element_N_exemplars`` (``;``-separated).
     """
-    import pandas as pd
-
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
-        frame = pd.read_excel(path, dtype=str)
-    elif path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path, dtype=str)
-    else:
-        raise CatalogueError(f"{path.name}: import expects a .csv or .xlsx file")
-    frame = frame.fillna("")
+    frame = _read_sheet(path).fillna("")
     entries: list[dict[str, Any]] = []
     for _, row in frame.iterrows():
         cells = {str(k).strip(): str(v).strip() for k, v in row.items()}

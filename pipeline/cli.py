@@ -207,7 +207,7 @@ def cmd_indicators(args: argparse.Namespace) -> int:
             "notice": "Imported from a spreadsheet with qpm-screen indicators import.",
             "areas": load_catalogue(settings.catalogue_path).areas if not args.areas else _parse_areas(args.areas),
         }
-        meta, entries = import_spreadsheet(Path(args.file), meta)
+        meta, entries = import_spreadsheet(Path(args.file or args.target), meta)
         out = Path(args.out)
         write_catalogue_file(meta, entries, out)
         print(f"wrote {len(entries)} indicators to {out}")
@@ -226,7 +226,7 @@ def cmd_indicators(args: argparse.Namespace) -> int:
                 print(f"{ind.id:<8} {ind.level:<13} {ind.title}")
         return EXIT_OK
     try:
-        ind = catalogue.get(args.indicator_id or "")
+        ind = catalogue.get(args.target or "")
     except KeyError as exc:
         print(f"qpm-screen indicators show: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
@@ -303,8 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("indicators", parents=[common], help="list, show, validate or import the catalogue")
     p.add_argument("action", choices=["list", "show", "validate", "import"])
-    p.add_argument("indicator_id", nargs="?", metavar="ID", help="for show: an indicator id such as CONF-02")
-    p.add_argument("--file", help="for import: a .csv or .xlsx with one row per indicator")
+    p.add_argument(
+        "target",
+        nargs="?",
+        metavar="ID|FILE",
+        help="for show: an indicator id such as CONF-02; for import: a .csv or .xlsx with one row per indicator",
+    )
+    p.add_argument("--file", help="for import: the spreadsheet, if not given as FILE")
     p.add_argument("--out", default="catalogue.yaml", help="for import: the catalogue file to write")
     p.add_argument("--id", default="imported", help="for import: catalogue id")
     p.add_argument("--version", dest="version", default="1", help="for import: catalogue version")
@@ -332,8 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     limit_malloc_arenas()
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "indicators" and args.action == "import" and not args.file:
-        parser.error("indicators import needs --file FILE.csv|FILE.xlsx")
+    if args.command == "indicators" and args.action == "import" and not (args.file or args.target):
+        parser.error("indicators import needs a spreadsheet: qpm-screen indicators import FILE.csv|FILE.xlsx")
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -60,6 +60,42 @@ def test_indicators_commands(capsys) -> None:
     assert code == 0 and "60 indicators, valid" in out
 
 
+def test_indicators_import_turns_a_spreadsheet_into_a_catalogue_the_tool_uses(tmp_path, capsys) -> None:
+    header = "id,area,title,must_say,level,what_to_add,exemplars,key_terms,policy_types,element_1,element_2\n"
+    row = (
+        "CONF-01,CONF,Commitment,Information stays confidential.,essential,Say who it binds.,"
+        "a;b;c;d;e;f,confidential,confidentiality,Binds staff,Breaches are disciplinary\n"
+    )
+    sheet = tmp_path / "team.csv"
+    sheet.write_bytes((header + row.replace("Commitment", "Commitment \u2013 staff")).encode("cp1252"))
+    out = tmp_path / "team.yaml"
+    code, printed, _ = _run(capsys, "indicators", "import", str(sheet), "--out", str(out), "--id", "team")
+    assert code == 0 and "wrote 1 indicators" in printed
+    code, printed, _ = _run(capsys, "indicators", "show", "CONF-01", "--catalogue", str(out))
+    assert code == 0 and "Commitment \u2013 staff" in printed  # an Excel CSV in Windows-1252 reads correctly
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.csv", None, "no such file"),
+        ("empty.csv", b"", "could not be read as a CSV file"),
+        ("team.xlsx", b"not a workbook", "could not be read as an Excel workbook"),
+        ("team.ods", b"x", "expects a .csv or .xlsx"),
+        ("header-only.csv", b"id,area\n", "no indicators"),
+    ],
+)
+def test_indicators_import_of_a_bad_spreadsheet_is_a_usage_error_naming_it(
+    tmp_path, capsys, name, content, message
+) -> None:
+    sheet = tmp_path / name
+    if content is not None:
+        sheet.write_bytes(content)
+    code, _, err = _run(capsys, "indicators", "import", str(sheet), "--out", str(tmp_path / "x.yaml"))
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "x.yaml").exists()
+
+
 @pytest.mark.slow
 def test_evaluate_prints_every_metric_and_writes_predictions(tmp_path, capsys) -> None:
     docs = tmp_path / "docs"
