@@ -8,6 +8,7 @@ CSV/XLSX with one row per indicator into the same structure.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.csvfile import read_csv_text
 from pipeline.errors import CatalogueError
 
 REQUIRED_FIELDS = (
@@ -225,11 +227,7 @@ def _read_sheet(path: Path) -> Any:
     try:
         if suffix != ".csv":
             return pd.read_excel(path, dtype=str, engine="openpyxl")
-        try:
-            return pd.read_csv(path, dtype=str, encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            # Excel on Windows saves "CSV" in the Windows-1252 code page unless told to use UTF-8.
-            return pd.read_csv(path, dtype=str, encoding="cp1252")
+        return pd.read_csv(io.StringIO(read_csv_text(path)), dtype=str)
     # ValueError covers pandas' empty-file and parser errors; BadZipFile a workbook that is not one (or is
     # encrypted, which Excel stores in another container).
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:

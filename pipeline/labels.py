@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.coverage import STATUSES
+from pipeline.csvfile import read_csv_text
 from pipeline.errors import ConfigError
 
 LABEL_HEADER = ("document", "indicator", "expected", "evidence")
@@ -27,7 +29,7 @@ class Label:
 def read_labels(path: Path) -> list[Label]:
     """Read and validate a labels CSV; ``ConfigError`` names the first bad row."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
+        with io.StringIO(read_csv_text(path), newline="") as handle:
             reader = csv.DictReader(handle)
             missing = [c for c in LABEL_HEADER[:3] if c not in (reader.fieldnames or [])]
             if missing:

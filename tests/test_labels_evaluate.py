@@ -25,6 +25,15 @@ def test_read_labels_validates_values(tmp_path) -> None:
         read_labels(worse)
 
 
+@pytest.mark.parametrize(("encoding", "prefix"), [("utf-8", b"\xef\xbb\xbf"), ("utf-8", b""), ("cp1252", b"")])
+def test_read_labels_from_the_csv_files_excel_saves(tmp_path, encoding, prefix) -> None:
+    evidence = "\u201cWe never share\u201d \u2013 staff"
+    text = f"document,indicator,expected,evidence\r\ncaf\u00e9.txt,CONF-01,partial,{evidence}\r\n"
+    path = tmp_path / "labels.csv"
+    path.write_bytes(prefix + text.encode(encoding))
+    assert read_labels(path) == [Label("caf\u00e9.txt", "CONF-01", "partial", evidence)]
+
+
 @pytest.mark.parametrize(
     ("passage", "span", "expected"),
     [
