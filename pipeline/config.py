@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -95,6 +96,21 @@ class Settings:
     web_concurrent_screens: int = 2  # self-tests screened at once; more wait their turn
     web_session_hours: float = 8.0  # an assessor's sign-in lasts a working day
 
+    def __post_init__(self) -> None:
+        # A zero, negative or infinite limit would refuse every file or remove a guard: name the setting at once.
+        from pipeline.errors import ConfigError
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            floor_ok = value >= 0 if f.name in _ZERO_ALLOWED else value > 0
+            if not (math.isfinite(value) and floor_ok):
+                allowed = "0 or more" if f.name in _ZERO_ALLOWED else "more than 0"
+                raise ConfigError(f"{f.name} (QPM_{f.name.upper()}) must be {allowed}, not {value!r}")
+        if self.web_port > 65535:
+            raise ConfigError(f"web_port (QPM_WEB_PORT) must be a port number up to 65535, not {self.web_port}")
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then ``QPM_*`` environment variables, then explicit keyword overrides (e.g. CLI flags)."""
@@ -106,6 +122,9 @@ class Settings:
                 values[f.name] = _coerce(f.type, raw, f.name)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return dataclasses.replace(cls(), **values)
+
+
+_ZERO_ALLOWED = frozenset({"prefect_history_max_mb"})  # 0: never move the history aside
 
 
 def _coerce(type_name: Any, raw: str, name: str) -> Any:

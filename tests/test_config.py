@@ -1,4 +1,5 @@
-"""Process-level configuration: the malloc arena cap (settings parsing is tested with the modules that use it)."""
+"""Process-level configuration: the malloc arena cap, and limits a setting must respect (parsing of each setting is
+tested with the modules that use it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT, limit_malloc_arenas
+from pipeline.config import PROJECT_ROOT, Settings, limit_malloc_arenas
+from pipeline.errors import ConfigError
 
 glibc_only = pytest.mark.skipif(
     not sys.platform.startswith("linux") or ctypes.util.find_library("c") is None, reason="glibc malloc only"
@@ -65,3 +67,24 @@ def test_the_arena_cap_holds_threads_to_two_heaps(tmp_path: Path) -> None:
 def test_an_arena_limit_set_in_the_environment_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas() is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("QPM_BATCH_SIZE", "0"),
+        ("QPM_MAX_PAGES", "-5"),
+        ("QPM_MAX_FILE_MB", "nan"),
+        ("QPM_MAX_UNCOMPRESSED_MB", "inf"),
+        ("QPM_WEB_PORT", "70000"),
+    ],
+)
+def test_a_limit_that_cannot_work_is_refused_naming_the_variable(variable: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: raw})
+
+
+def test_zero_is_a_value_only_where_it_means_something() -> None:
+    assert Settings.from_env({"QPM_PREFECT_HISTORY_MAX_MB": "0"}).prefect_history_max_mb == 0  # never move it
+    with pytest.raises(ConfigError, match="0 or more"):
+        Settings.from_env({"QPM_PREFECT_HISTORY_MAX_MB": "-1"})
