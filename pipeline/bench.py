@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 from pipeline.config import PROJECT_ROOT, Settings
-from pipeline.ingest import FailedDocument, IngestedDocument, collect_files, ingest
+from pipeline.ingest import FailedDocument, IngestedDocument, ingest
+from pipeline.inputs import collect_files
 
 if TYPE_CHECKING:
     from pipeline.match import Matcher

@@ -41,7 +41,8 @@ def _print_json(data: Any) -> None:
 def cmd_extract(args: argparse.Namespace) -> int:
     """Extract and segment files; print a summary or JSON."""
     from pipeline.document import metadata_dict
-    from pipeline.ingest import FailedDocument, collect_files, ingest
+    from pipeline.ingest import FailedDocument, ingest
+    from pipeline.inputs import collect_files
 
     settings = settings_from_args(args)
     paths = [Path(p) for p in args.paths]
@@ -111,9 +112,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not docs_dir.is_dir() or not labels.is_file():
         print("qpm-screen evaluate: DOCS_DIR must be a folder and LABELS_CSV a file", file=sys.stderr)
         return EXIT_USAGE
-    report = run_evaluation(
-        settings, docs_dir, labels, predictions_path=Path(args.predictions) if args.predictions else None
-    )
+    predictions = Path(args.predictions) if args.predictions else None
+    if predictions is not None and (predictions.is_dir() or not predictions.parent.is_dir()):
+        # checked now, not after minutes of screening
+        print(f"qpm-screen evaluate: --predictions {predictions} must be a file in an existing folder", file=sys.stderr)
+        return EXIT_USAGE
+    report = run_evaluation(settings, docs_dir, labels, predictions_path=predictions)
     if args.json:
         _print_json(report)
     else:
@@ -161,6 +165,9 @@ def _print_evaluation(report: dict[str, Any]) -> None:
         )
     for failure in report.get("failed_documents", []):
         print(f"FAILED {failure['name']}: {failure['message']}")
+    missing = report.get("labelled_documents_missing", [])
+    if missing:
+        print(f"NOT FOUND, rows not scored: {len(missing)} labelled document(s) not in DOCS_DIR: {', '.join(missing)}")
 
 
 def _fmt(value: Any) -> str:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, settings_from_args
 from pipeline.config import Settings
+from pipeline.inputs import batch_entries, collect_files
 from pipeline.prefect_home import use_default_home
 
 if TYPE_CHECKING:
@@ -68,6 +69,19 @@ def check_output_location(out: Path, inputs: Sequence[Path]) -> str | None:
             return f"the input folder {folder} is inside the output folder {out}; choose another output folder"
         if path.is_file() and out.resolve() == folder.resolve():
             return f"the output folder {out} is the folder holding {path.name}; choose another folder"
+    return None
+
+
+def prepare_output_folder(out: Path) -> str | None:
+    """Create ``out`` (and its parents) for the reports; why it cannot be, or None."""
+    if out.exists() and not out.is_dir():
+        return f"the output folder {out} is a file; choose a folder"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the output folder {out}: {exc.strerror or exc}"
+    if not os.access(out, os.W_OK | os.X_OK):
+        return f"cannot write to the output folder {out}: check its permissions"
     return None
 
 
@@ -172,8 +186,10 @@ def cmd_screen(args: argparse.Namespace) -> int:
     missing = [str(p) for p in inputs if not p.exists()]
     if missing:
         return _error("screen", f"no such file or folder: {', '.join(missing)}")
+    if not collect_files(inputs):
+        return _error("screen", f"nothing to screen: {', '.join(map(str, inputs))} holds no files")
     out = Path(args.out)
-    problem = check_output_location(out, inputs)
+    problem = check_output_location(out, inputs) or prepare_output_folder(out)
     if problem:
         return _error("screen", problem)
     prepare_prefect(settings, verbose=args.verbose)
@@ -206,11 +222,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
     batch_dir, out = Path(args.batch_dir), Path(args.out)
     if not batch_dir.is_dir():
         return _error("batch", f"{batch_dir} is not a folder (expected one sub-folder or zip per provider)")
+    if args.concurrency < 1:
+        return _error("batch", "--concurrency must be at least 1")
     problem = check_output_location(out, [batch_dir])
     if problem:
         return _error("batch", problem)
-    if args.concurrency < 1:
-        return _error("batch", "--concurrency must be at least 1")
+    if not batch_entries(batch_dir):
+        return _error("batch", f"{batch_dir} holds no submissions: put each provider's files in a sub-folder or zip")
+    problem = prepare_output_folder(out)
+    if problem:
+        return _error("batch", problem)
     prepare_prefect(settings, verbose=args.verbose)
     _check_ready(settings)
     from pipeline import flows

@@ -7,8 +7,10 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.embed import encoder_id, runtime_environment
+from pipeline.errors import ConfigError
 from pipeline.evaluate import Prediction, keyword_baseline, metrics, write_predictions
-from pipeline.ingest import FailedDocument, IngestedDocument, collect_files, ingest
+from pipeline.ingest import FailedDocument, IngestedDocument, ingest
+from pipeline.inputs import collect_files
 from pipeline.labels import read_labels
 from pipeline.screen import build_matcher
 
@@ -18,12 +20,21 @@ def run_evaluation(
 ) -> dict[str, Any]:
     """Screen every file of ``docs_dir`` as its own document; score the labelled rows."""
     labels = read_labels(labels_path)
+    if not labels:
+        raise ConfigError(f"{labels_path.name} holds no label rows")
+    files = collect_files([docs_dir])
+    labelled, present = {lab.document for lab in labels}, {path.name for path in files}
+    if not labelled & present:
+        raise ConfigError(
+            f"none of the {len(labelled)} documents named in {labels_path.name} is in {docs_dir}: "
+            "check its document column against the file names"
+        )
     matcher = build_matcher(settings)
     ids = matcher.catalogue.ids
     predictions: dict[tuple[str, str], Prediction] = {}
     baseline: dict[tuple[str, str], Prediction] = {}
     failures: list[FailedDocument] = []
-    for path in collect_files([docs_dir]):
+    for path in files:
         result = ingest(path, settings)
         if not isinstance(result, IngestedDocument):
             failures.append(result)
@@ -47,6 +58,7 @@ def run_evaluation(
     report["encoder"] = encoder_id(settings)
     report["environment"] = runtime_environment()
     report["failed_documents"] = [{"name": f.name, "code": f.code, "message": f.message} for f in failures]
+    report["labelled_documents_missing"] = sorted(labelled - present)  # their rows are not scored
     if predictions_path is not None:
         write_predictions(predictions_path, labels, predictions)
     return report

@@ -72,7 +72,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pipeline import __version__
 from pipeline.catalogue import Catalogue
 from pipeline.errors import DocumentError, ModelUnavailableError
-from pipeline.ingest import FailedDocument, IngestedDocument, collect_files, ingest
+from pipeline.ingest import FailedDocument, IngestedDocument, ingest
+from pipeline.inputs import batch_entries, collect_files
 from pipeline.match import Matcher, ScoredDocument
 from pipeline.report import (
     REPORT_FILE,
@@ -681,30 +682,6 @@ class BatchOutcome:
     def failed(self) -> bool:
         """True when any submission or file could not be screened."""
         return any(o.error or o.failed_files for o in self.outcomes)
-
-
-def batch_entries(batch_dir: Path) -> list[tuple[str, Path | None, str | None]]:
-    """``(name, path, problem)`` for each entry of a batch folder: sub-folders and zips are submissions.
-
-    Names are unique output folder names; a loose file that is not a zip is reported as a problem.
-    """
-    out: list[tuple[str, Path | None, str | None]] = []
-    used: set[str] = set()
-    for entry in sorted(batch_dir.iterdir(), key=lambda p: p.name.casefold()):
-        if entry.name.startswith(".") or entry.name.lower() in ("thumbs.db", "desktop.ini"):
-            continue
-        base = entry.name if entry.is_dir() else entry.stem
-        name = base
-        n = 2
-        while name.casefold() in used:  # "acme/" and "acme.zip" must not share an output folder
-            name = f"{base}-{n}"
-            n += 1
-        used.add(name.casefold())
-        if entry.is_dir() or is_zip_submission(entry):
-            out.append((name, entry, None))
-        else:
-            out.append((name, None, f"{entry.name} is not a submission: put each provider's files in a folder or zip"))
-    return out
 
 
 @flow(name="screen-batch", flow_run_name="batch {batch_dir}", validate_parameters=False)

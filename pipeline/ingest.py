@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -46,23 +45,3 @@ def ingest(path: Path, settings: Settings, *, today: date | None = None) -> Inge
 
 def _plain(exc: DocumentError) -> str:
     return exc.args[0] if exc.args else str(exc)
-
-
-IGNORED_NAMES = {"thumbs.db", "desktop.ini", ".ds_store"}
-
-
-def collect_files(paths: Iterable[Path]) -> list[Path]:
-    """The files named, and the files inside folders named (recursively), sorted; hidden files are skipped."""
-    out: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            out.extend(
-                p
-                for p in sorted(path.rglob("*"))
-                if p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                and p.name.lower() not in IGNORED_NAMES
-            )
-        else:
-            out.append(path)
-    return out

@@ -52,7 +52,8 @@ from pipeline.embed import (
     runtime_environment,
 )
 from pipeline.errors import ModelUnavailableError
-from pipeline.ingest import IngestedDocument, collect_files, ingest
+from pipeline.ingest import IngestedDocument, ingest
+from pipeline.inputs import collect_files
 from pipeline.labels import Label, overlaps, read_labels
 from pipeline.match import (
     DECISION_FEATURES,

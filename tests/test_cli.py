@@ -109,6 +109,7 @@ def test_evaluate_prints_every_metric_and_writes_predictions(tmp_path, capsys) -
         writer = csv.DictWriter(dst, fieldnames=["document", "indicator", "expected", "evidence"])
         writer.writeheader()
         writer.writerows(rows)
+        writer.writerow({"document": "absent.txt", "indicator": "CONF-01", "expected": "met", "evidence": ""})
     predictions = tmp_path / "pred.csv"
     code, out, _ = _run(capsys, "evaluate", str(docs), str(labels), "--json", "--predictions", str(predictions))
     assert code == 0
@@ -131,6 +132,7 @@ def test_evaluate_prints_every_metric_and_writes_predictions(tmp_path, capsys) -
     ):
         assert key in report, key
     assert report["n_rows"] == 120
+    assert report["labelled_documents_missing"] == ["absent.txt"]  # named, and its row not scored
     assert 0.0 <= report["macro_f1_3class"] <= 1.0
     # the figures say which encoder and which CPU produced them
     assert report["encoder"].startswith(Settings().embedding_model_id)
@@ -142,3 +144,19 @@ def test_evaluate_prints_every_metric_and_writes_predictions(tmp_path, capsys) -
     code, out, _ = _run(capsys, "evaluate", str(docs), str(labels))
     assert "matcher" in out and "keywords" in out and "macro_f1_3class" in out
     assert f"encoder {report['encoder']} on " in out
+    assert "NOT FOUND, rows not scored: 1 labelled document(s) not in DOCS_DIR: absent.txt" in out
+
+
+def test_evaluate_refuses_labels_that_name_nothing_in_the_folder_before_screening(tmp_path, capsys) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "policy.txt").write_text("We keep information confidential.")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("document,indicator,expected,evidence\nother.txt,CONF-01,met,\n")
+    code, _, err = _run(capsys, "evaluate", str(docs), str(labels))
+    assert code == 2 and "none of the 1 documents named in labels.csv" in err
+    labels.write_text("document,indicator,expected,evidence\n")
+    code, _, err = _run(capsys, "evaluate", str(docs), str(labels))
+    assert code == 2 and "holds no label rows" in err
+    code, _, err = _run(capsys, "evaluate", str(docs), str(labels), "--predictions", str(tmp_path / "no" / "p.csv"))
+    assert code == 2 and "must be a file in an existing folder" in err

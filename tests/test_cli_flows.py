@@ -110,6 +110,28 @@ def test_batch_needs_a_folder(tmp_path: Path) -> None:
     assert main(["batch", str(tmp_path), "--out", str(tmp_path.parent / "o"), "--concurrency", "0"]) == 2
 
 
+def test_nothing_to_screen_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty" / ".git").mkdir(parents=True)
+    (tmp_path / "empty" / ".git" / "config").write_text("x")
+    assert main(["screen", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+    assert "nothing to screen" in capsys.readouterr().err
+    (tmp_path / "batch").mkdir()
+    assert main(["batch", str(tmp_path / "batch"), "--out", str(tmp_path / "out")]) == 2
+    assert "holds no submissions" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sub = flow_support.make_submission(tmp_path / "acme")
+    (tmp_path / "taken.txt").write_text("x")
+    assert main(["screen", str(sub), "--out", str(tmp_path / "taken.txt")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path / "acme"), "--out", str(tmp_path / "taken.txt" / "reports")]) == 2
+    assert "cannot create the output folder" in capsys.readouterr().err
+
+
 def test_serve_without_a_server_explains_what_to_do(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

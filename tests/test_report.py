@@ -13,7 +13,8 @@ import pytest
 
 from pipeline import report as rp
 from pipeline.config import Settings
-from pipeline.ingest import FailedDocument, IngestedDocument, collect_files, ingest
+from pipeline.ingest import FailedDocument, IngestedDocument, ingest
+from pipeline.inputs import collect_files
 from pipeline.screen import SubmissionResult, screen
 from tests.flow_support import build_fake_matcher, make_submission
 

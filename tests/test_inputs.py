@@ -1,0 +1,39 @@
+"""Which files and submissions the paths a user names hold."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from pipeline.inputs import batch_entries, collect_files
+
+
+def test_collect_files_walks_folders_and_skips_hidden_and_system_files(tmp_path: Path) -> None:
+    for name in ("b.pdf", "a/c.docx", "a/.git/x.txt", ".hidden.txt", "Thumbs.db", "a/desktop.ini"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    assert collect_files([tmp_path]) == [tmp_path / "a" / "c.docx", tmp_path / "b.pdf"]
+    assert collect_files([tmp_path / "Thumbs.db"]) == [tmp_path / "Thumbs.db"]  # a file named is taken as named
+
+
+def test_batch_entries_are_folders_and_zips_with_unique_names(tmp_path: Path) -> None:
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "policy.pdf").write_text("x")
+    with zipfile.ZipFile(tmp_path / "Acme.zip", "w") as archive:
+        archive.writestr("policy.txt", "x")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".DS_Store").write_text("x")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".cache").mkdir()
+    entries = batch_entries(tmp_path)
+    assert [(name, path.name if path else None) for name, path, _ in entries] == [
+        ("acme", "acme"),
+        ("Acme-2", "Acme.zip"),  # the folder and the zip must not share an output folder
+        ("empty", None),
+        ("notes", None),
+    ]
+    problems = {name: problem for name, _, problem in entries if problem}
+    assert problems == {
+        "empty": "empty holds no files to screen",
+        "notes": "notes.txt is not a submission: put each provider's files in a folder or zip",
+    }
