@@ -51,7 +51,7 @@ from pipeline.embed import (
     load_base_model,
     runtime_environment,
 )
-from pipeline.errors import ModelUnavailableError
+from pipeline.errors import ConfigError, ModelUnavailableError
 from pipeline.ingest import IngestedDocument, ingest
 from pipeline.inputs import collect_files
 from pipeline.labels import Label, overlaps, read_labels
@@ -75,6 +75,7 @@ from pipeline.match import (
 MODEL_FILE = "matcher.joblib"
 FORMAT_VERSION = 3
 ENCODER_FOLDS = 3
+MIN_TRAINING_DOCUMENTS = 5  # the decision model is cross-validated over five folds of documents
 CATALOGUE_ROW_WEIGHT = 1.0
 DOCUMENT_ROW_WEIGHT = 2.0
 UNLABELLED_IN_PRESENT_WEIGHT = 0.3
@@ -416,6 +417,12 @@ def train(
     files = labelled_files(docs_dir, labels_path)
     review_docs, skipped = review_files(reviews or [])
     files.update(review_docs)
+    if len(files) < MIN_TRAINING_DOCUMENTS:
+        # refused now rather than after the encoder has been adapted on next to nothing
+        raise ConfigError(
+            f"training needs at least {MIN_TRAINING_DOCUMENTS} labelled documents (the models are cross-validated "
+            f"by document); {len(files)} of the files in {docs_dir} have rows in {labels_path.name}"
+        )
     tuner = tuner or EncoderTuner()
     docs, adapter, encoder = cross_fitted_documents(settings, catalogue, read_training_files(files, settings), tuner)
     index = IndicatorIndex(catalogue, encoder)

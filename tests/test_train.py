@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.match import weighted_statuses
@@ -148,7 +149,6 @@ def test_no_training_document_is_featurised_by_an_adapter_that_saw_it(monkeypatc
 
 def test_a_matcher_is_only_loaded_beside_the_encoder_it_was_trained_with(tmp_path) -> None:
     import joblib
-    import pytest
 
     from pipeline.adapt import ADAPTER_FILE, EncoderAdapter
     from pipeline.catalogue import load_catalogue
@@ -222,3 +222,18 @@ def test_repeated_random_splits_are_reported_and_leave_the_fitted_models_alone(m
     areas = [ind.area for ind in catalogue.indicators]
     assert np.array_equal(decision0.predict_proba(rows, areas), decision2.predict_proba(rows, areas))
     assert decision0.coverage_weight == decision2.coverage_weight
+
+
+def test_training_on_too_few_labelled_documents_is_refused_before_any_work(tmp_path) -> None:
+    from pipeline.config import Settings
+    from pipeline.errors import ConfigError
+    from pipeline.train import MIN_TRAINING_DOCUMENTS, train
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "policy.txt").write_text("We keep information confidential.")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("document,indicator,expected,evidence\npolicy.txt,CONF-01,met,\nother.txt,CONF-01,met,\n")
+    with pytest.raises(ConfigError, match=f"at least {MIN_TRAINING_DOCUMENTS} labelled documents.*1 of the files"):
+        train(Settings(cache_dir=tmp_path / "cache"), docs, labels, tmp_path / "models")
+    assert not (tmp_path / "models").exists()
