@@ -20,6 +20,10 @@ def blocks(out: ReaderOutput) -> list[tuple[str, str]]:
     return [(b.kind, out.text[b.start : b.end]) for b in out.blocks]
 
 
+def levelled(out: ReaderOutput) -> list[tuple[str, int, str]]:
+    return [(b.kind, b.level, out.text[b.start : b.end]) for b in out.blocks]
+
+
 def plain(text: str) -> ReaderOutput:
     return read_text(text.encode("utf-8"), SETTINGS, markdown=False)
 
@@ -155,7 +159,7 @@ def test_plain_text_headings() -> None:
         "All advocates follow this policy at all times.\n"
     )
     out = plain(text)
-    assert [(b.kind, b.level, out.text[b.start : b.end]) for b in out.blocks] == [
+    assert levelled(out) == [
         ("heading", 1, "Confidentiality Policy"),
         ("heading", 1, "3. Limits of confidentiality"),
         ("paragraph", 0, "We may share information without consent when a person is at risk."),
@@ -206,7 +210,7 @@ def test_markdown_structure() -> None:
     )
     out = md(text)
     assert out.title_hint == "Equality Policy"
-    assert [(b.kind, b.level, out.text[b.start : b.end]) for b in out.blocks] == [
+    assert levelled(out) == [
         ("heading", 1, "Equality and Diversity"),
         ("paragraph", 0, "Intro with code and a link and bold. Wrapped line."),
         ("heading", 2, "Scope"),
@@ -251,7 +255,7 @@ def test_markdown_bold_lines_over_body_text_are_headings_below_the_section() -> 
         "The lead is the Chief Operating Officer.\n"
     )
     out = md(text)
-    assert [(b.kind, b.level, out.text[b.start : b.end]) for b in out.blocks] == [
+    assert levelled(out) == [
         ("heading", 1, "Safeguarding Policy"),
         ("heading", 2, "4.0 Policy"),
         ("paragraph", 0, "Staff report concerns to their manager."),
