@@ -50,9 +50,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if missing:
         print(f"qpm-screen extract: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
+    files = collect_files(paths)
+    if not files:
+        print(f"qpm-screen extract: nothing to read: {', '.join(map(str, paths))} holds no files", file=sys.stderr)
+        return EXIT_USAGE
     documents: list[dict[str, Any]] = []
     failed = 0
-    for path in collect_files(paths):
+    for path in files:
         result = ingest(path, settings)
         if isinstance(result, FailedDocument):
             failed += 1

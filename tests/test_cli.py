@@ -44,6 +44,9 @@ def test_extract_on_samples_is_all_good(capsys) -> None:
 def test_usage_errors_exit_2(tmp_path, capsys) -> None:
     code, _, err = _run(capsys, "extract", str(tmp_path / "nope"))
     assert code == 2 and "no such file" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(capsys, "extract", str(tmp_path / "empty"))
+    assert code == 2 and "nothing to read" in err
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code == 2
