@@ -75,7 +75,8 @@ from pipeline.match import (
 MODEL_FILE = "matcher.joblib"
 FORMAT_VERSION = 3
 ENCODER_FOLDS = 3
-MIN_TRAINING_DOCUMENTS = 5  # the decision model is cross-validated over five folds of documents
+DECISION_FOLDS = 5
+MIN_TRAINING_DOCUMENTS = DECISION_FOLDS  # one document per fold at least
 CATALOGUE_ROW_WEIGHT = 1.0
 DOCUMENT_ROW_WEIGHT = 2.0
 UNLABELLED_IN_PRESENT_WEIGHT = 0.3
@@ -362,7 +363,7 @@ def fit(
     docs: list[LabelledDocument],
     index: IndicatorIndex,
     *,
-    folds: int = 5,
+    folds: int = DECISION_FOLDS,
     cv_repeats: int = CV_REPEATS,
 ) -> tuple[EvidenceModel, DecisionModel, dict[str, Any]]:
     """Fit both models; returns them and cross-validated metrics on the sample policies.
