@@ -1,15 +1,23 @@
 """The indicator catalogue: what each QPM indicator asks of a written policy, validated on load.
 
 A catalogue is a folder holding ``catalogue.yaml`` (id, version, areas, levels, policy types) and one YAML
-file per area with an ``indicators:`` list, or a single YAML file holding both. ``import_spreadsheet`` turns a
+file per area with an ``indicators:`` list, or a single YAML file holding both. In a folder every ``*.yaml`` and
+``*.yml`` file is read (hidden files, whose names start with ``.``, are not). ``import_spreadsheet`` turns a
 CSV/XLSX with one row per indicator into the same structure.
+
+Catalogue YAML is plain data: anchors and aliases (``&name``, ``*name``) and repeated keys are refused, so a
+crafted file cannot expand to gigabytes ("billion laughs") and a repeated key cannot silently replace another.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import json
+import os
+import tempfile
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +41,11 @@ REQUIRED_FIELDS = (
 )
 LEVELS = ("essential", "conditional", "good_practice")
 MIN_EXEMPLARS = 6
+TEXT_FIELDS = ("area", "title", "must_say", "level", "what_to_add")
+OPTIONAL_TEXT_FIELDS = ("condition", "basis")
+LIST_FIELDS = ("exemplars", "key_terms", "policy_types")
+OPTIONAL_LIST_FIELDS = ("near_misses", "sources")
+YAML_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,19 @@ class Catalogue:
                 return ind
         raise KeyError(f"no indicator {indicator_id!r} in catalogue {self.id} {self.version}")
 
+    def find(self, typed: str) -> Indicator:
+        """The indicator a person typed: the exact id, else the one id equal to it ignoring case and surrounding
+        spaces; ``KeyError`` suggesting close ids otherwise."""
+        wanted = typed.strip()
+        if not wanted:
+            raise KeyError(f"give an indicator id, such as {self.ids[0]}" if self.ids else "give an indicator id")
+        by_folded = {i.casefold(): i for i in self.ids}
+        if wanted in self.ids or wanted.casefold() in by_folded:
+            return self.get(wanted if wanted in self.ids else by_folded[wanted.casefold()])
+        close = difflib.get_close_matches(wanted.casefold(), list(by_folded), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(by_folded[c] for c in close)}?" if close else ""
+        raise KeyError(f"no indicator {wanted!r} in catalogue {self.id} {self.version}{hint}")
+
     @property
     def ids(self) -> list[str]:
         """Indicator ids in catalogue order."""
@@ -105,13 +131,21 @@ def load_catalogue(path: Path) -> Catalogue:
     if not path.exists():
         raise CatalogueError(f"catalogue not found: {path}")
     if path.is_dir():
-        meta_file = path / "catalogue.yaml"
-        if not meta_file.exists():
+        # .yml is as common a spelling as .yaml: a conf.yml skipped without a word would drop a whole area.
+        files = sorted(
+            f
+            for f in path.iterdir()
+            if f.suffix.lower() in YAML_SUFFIXES and not f.name.startswith(".") and f.is_file()
+        )
+        meta_files = [f for f in files if f.stem.lower() == "catalogue"]
+        if not meta_files:
             raise CatalogueError(f"{path} has no catalogue.yaml (the file with id, version and areas)")
-        meta = _read_yaml(meta_file)
+        if len(meta_files) > 1:
+            raise CatalogueError(f"{path} has {' and '.join(f.name for f in meta_files)}: keep only one")
+        meta = _read_yaml(meta_files[0])
         raw: list[tuple[str, dict[str, Any]]] = []
-        for area_file in sorted(path.glob("*.yaml")):
-            if area_file.name == "catalogue.yaml":
+        for area_file in files:
+            if area_file in meta_files:
                 continue
             raw.extend((area_file.name, entry) for entry in _entries(_read_yaml(area_file), area_file.name))
     else:
@@ -125,8 +159,20 @@ def build_catalogue(meta: dict[str, Any], raw: list[tuple[str, dict[str, Any]]])
     for key in ("id", "version", "areas"):
         if key not in meta:
             raise CatalogueError(f"catalogue metadata is missing {key!r}")
-    areas = {str(k): str(v) for k, v in dict(meta["areas"]).items()}
-    policy_types = tuple(str(t) for t in meta.get("policy_types", ()))
+    for key in ("id", "version"):
+        if not _is_scalar(meta[key]):
+            raise CatalogueError(f"catalogue metadata: {key!r} must be a text or a number, not {_kind(meta[key])}")
+    areas_raw = meta["areas"]
+    if not isinstance(areas_raw, dict) or not areas_raw or not all(map(_is_scalar, [*areas_raw, *areas_raw.values()])):
+        raise CatalogueError(
+            f"catalogue metadata: 'areas' must be a mapping of area code to name (CONF: Confidentiality), "
+            f"not {_kind(areas_raw)}"
+        )
+    areas = {str(k): str(v) for k, v in areas_raw.items()}
+    meta_types = meta.get("policy_types") or []
+    if not _is_text_list(meta_types):
+        raise CatalogueError(f"catalogue metadata: 'policy_types' must be a list of texts, not {_kind(meta_types)}")
+    policy_types = tuple(meta_types)
     problems: list[str] = []
     indicators: list[Indicator] = []
     seen: set[str] = set()
@@ -135,6 +181,11 @@ def build_catalogue(meta: dict[str, Any], raw: list[tuple[str, dict[str, Any]]])
         missing = [f for f in REQUIRED_FIELDS if not entry.get(f)]
         if missing:
             problems.append(f"{where}: missing field(s) {', '.join(missing)}")
+            continue
+        # Types first: str() of a list or a mapping, or iterating a string, would pass as text and be matched.
+        wrong_types = _type_problems(entry)
+        if wrong_types:
+            problems.extend(f"{where}: {p}" for p in wrong_types)
             continue
         ind_id = str(entry["id"])
         if ind_id in seen:
@@ -149,14 +200,10 @@ def build_catalogue(meta: dict[str, Any], raw: list[tuple[str, dict[str, Any]]])
         unknown_types = [t for t in entry["policy_types"] if policy_types and t not in policy_types]
         if unknown_types:
             problems.append(f"{where}: unknown policy type(s) {', '.join(map(str, unknown_types))}")
-        try:
-            elements = tuple(
-                Element(id=str(e["id"]), text=str(e["text"]), exemplars=tuple(map(str, e.get("exemplars", ()))))
-                for e in entry["elements"]
-            )
-        except (KeyError, TypeError):
-            problems.append(f"{where}: every element needs an id and a text")
-            continue
+        elements = tuple(
+            Element(id=str(e["id"]), text=e["text"], exemplars=tuple(e.get("exemplars") or ()))
+            for e in entry["elements"]
+        )
         indicators.append(
             Indicator(
                 id=ind_id,
@@ -164,15 +211,15 @@ def build_catalogue(meta: dict[str, Any], raw: list[tuple[str, dict[str, Any]]])
                 title=str(entry["title"]).strip(),
                 must_say=str(entry["must_say"]).strip(),
                 elements=elements,
-                exemplars=tuple(str(x).strip() for x in entry["exemplars"]),
-                key_terms=tuple(str(x).lower().strip() for x in entry["key_terms"]),
-                policy_types=tuple(map(str, entry["policy_types"])),
-                level=str(entry["level"]),
-                what_to_add=str(entry["what_to_add"]).strip(),
-                near_misses=tuple(str(x).strip() for x in entry.get("near_misses") or ()),
+                exemplars=tuple(x.strip() for x in entry["exemplars"]),
+                key_terms=tuple(x.lower().strip() for x in entry["key_terms"]),
+                policy_types=tuple(entry["policy_types"]),
+                level=entry["level"],
+                what_to_add=entry["what_to_add"].strip(),
+                near_misses=tuple(x.strip() for x in entry.get("near_misses") or ()),
                 condition=entry.get("condition") or None,
-                basis=str(entry.get("basis") or ""),
-                sources=tuple(map(str, entry.get("sources") or ())),
+                basis=entry.get("basis") or "",
+                sources=tuple(entry.get("sources") or ()),
             )
         )
     if not raw:
@@ -190,11 +237,113 @@ def build_catalogue(meta: dict[str, Any], raw: list[tuple[str, dict[str, Any]]])
     )
 
 
+def _is_scalar(value: Any) -> bool:
+    """A YAML text or number (a bool is a YAML ``yes``/``no``, never meant as an id or a name)."""
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def _is_text_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) and x.strip() for x in value)
+
+
+def _kind(value: Any) -> str:
+    """How a wrong value reads in a message: 'a string', 'a list', 'null'."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a yes/no value"
+    if isinstance(value, (int, float)):
+        return "a number"
+    names: dict[type, str] = {str: "a string", dict: "a mapping", list: "a list"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def _type_problems(entry: dict[str, Any]) -> list[str]:
+    """What is of the wrong type in one indicator entry whose required fields are all present and non-empty."""
+    found: list[str] = []
+    if not _is_scalar(entry["id"]):
+        found.append(f"'id' must be a text or a number, not {_kind(entry['id'])}")
+    for field in (*TEXT_FIELDS, *OPTIONAL_TEXT_FIELDS):
+        value = entry.get(field)
+        if not (value is None and field in OPTIONAL_TEXT_FIELDS) and not isinstance(value, str):
+            found.append(f"{field!r} must be a text, not {_kind(value)}")
+    for field in (*LIST_FIELDS, *OPTIONAL_LIST_FIELDS):
+        value = entry.get(field)
+        if field in OPTIONAL_LIST_FIELDS and value in (None, [], ""):
+            continue
+        if not isinstance(value, list):
+            found.append(f"{field!r} must be a list of texts (one per line, starting '- '), not {_kind(value)}")
+        elif not _is_text_list(value):
+            bad = next(x for x in value if not (isinstance(x, str) and x.strip()))
+            what = "an empty one" if isinstance(bad, str) else _kind(bad)
+            found.append(f"{field!r} must hold only non-empty texts, not {what}")
+    elements = entry["elements"]
+    if not isinstance(elements, list):
+        found.append(f"'elements' must be a list of mappings with an id and a text, not {_kind(elements)}")
+        return found
+    for n, element in enumerate(elements, start=1):
+        if not (
+            isinstance(element, dict)
+            and _is_scalar(element.get("id"))
+            and isinstance(element.get("text"), str)
+            and element["text"].strip()
+        ):
+            found.append(f"element {n}: every element needs an id and a text")
+        elif element.get("exemplars") not in (None, []) and not _is_text_list(element["exemplars"]):
+            found.append(f"element {n}: 'exemplars' must be a list of non-empty texts")
+    return found
+
+
+class _CatalogueLoader(yaml.SafeLoader):
+    """``SafeLoader`` for plain data: refuses anchors and aliases and repeated mapping keys.
+
+    Anchors are refused while composing, before any object is built, so an alias bomb costs nothing.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "anchors and aliases (&name, *name) are not allowed in a catalogue: write the text out in full",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, Hashable) and key in seen:  # an unhashable key is refused by the base class
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                if isinstance(key, Hashable):
+                    seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogueError(
+            f"{path.name} is not UTF-8 text (byte {exc.start}): save it as UTF-8 (it may be UTF-16, a Windows code "
+            "page, or not a text file at all)"
+        ) from exc
+    except OSError as exc:
+        raise CatalogueError(f"{path.name} could not be read: {exc.strerror or exc}") from exc
+    loader = _CatalogueLoader(text)
+    loader.name = path.name  # positions in messages then say "in conf.yaml, line 3" rather than "<unicode string>"
+    try:
+        data = loader.get_single_data()
     except yaml.YAMLError as exc:
         raise CatalogueError(f"{path.name} is not valid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise CatalogueError(f"{path.name} must hold a mapping at the top level")
     return data
@@ -210,6 +359,19 @@ def _entries(data: dict[str, Any], source: str) -> list[dict[str, Any]]:
 # --- spreadsheet import -------------------------------------------------------------------------------------
 
 LIST_SEPARATOR = ";"
+# The columns without which no row can be valid (README "Your own indicator catalogue"); the rest are optional.
+REQUIRED_COLUMNS = (
+    "id",
+    "area",
+    "title",
+    "must_say",
+    "level",
+    "what_to_add",
+    "exemplars",
+    "key_terms",
+    "policy_types",
+    "element_1",
+)
 
 
 def _read_sheet(path: Path) -> Any:
@@ -225,9 +387,11 @@ def _read_sheet(path: Path) -> Any:
         raise CatalogueError(f"{path}: no such file")
     kind = "a CSV file" if suffix == ".csv" else "an Excel workbook (.xlsx)"
     try:
+        # na_filter=False: a cell saying "NA", "None" or "nan" is text, not a missing value. skip_blank_lines=False
+        # keeps the frame's rows in step with the sheet's, so a reported row number is the one the user sees.
         if suffix != ".csv":
-            return pd.read_excel(path, dtype=str, engine="openpyxl")
-        return pd.read_csv(io.StringIO(read_csv_text(path)), dtype=str)
+            return pd.read_excel(path, dtype=str, engine="openpyxl", na_filter=False)
+        return pd.read_csv(io.StringIO(read_csv_text(path)), dtype=str, na_filter=False, skip_blank_lines=False)
     # ValueError covers pandas' empty-file and parser errors; BadZipFile a workbook that is not one (or is
     # encrypted, which Excel stores in another container).
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
@@ -240,11 +404,26 @@ def import_spreadsheet(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any]
     Columns: id, area, title, must_say, level, what_to_add, and optionally condition, basis, sources; list
     columns (exemplars, near_misses, key_terms, policy_types, sources) hold ``;``-separated items; elements are
     columns ``element_1`` .. ``element_4`` (text) with optional ``element_N_exemplars`` (``;``-separated).
+    Headers are matched ignoring case and surrounding spaces; entirely blank rows are skipped; problems name the
+    spreadsheet row (the header is row 1).
     """
     frame = _read_sheet(path).fillna("")
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    if not frame.map(lambda v: bool(str(v).strip())).to_numpy().any():  # the more basic problem of the two
+        raise CatalogueError(f"{path.name} holds no indicators: there are no rows under its header row")
+    lacking = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if lacking:  # said once for the sheet, not once per row as a missing field
+        raise CatalogueError(
+            f"{path.name} lacks the required column(s) {', '.join(lacking)} "
+            f"(its header row has: {', '.join(map(str, frame.columns)) or 'nothing'})"
+        )
     entries: list[dict[str, Any]] = []
-    for _, row in frame.iterrows():
-        cells = {str(k).strip(): str(v).strip() for k, v in row.items()}
+    sources: list[str] = []
+    for position, (_, row) in enumerate(frame.iterrows()):
+        cells = {str(k): str(v).strip() for k, v in row.items()}
+        if not any(cells.values()):
+            continue
+        sources.append(f"{path.name} row {position + 2}")
         elements = []
         for n in range(1, 5):
             text = cells.get(f"element_{n}", "")
@@ -267,14 +446,55 @@ def import_spreadsheet(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any]
             "sources": _split(cells.get("sources")),
         }
         entries.append(entry)
-    build_catalogue(meta, [(path.name, e) for e in entries])  # raises with every problem listed
+    build_catalogue(meta, list(zip(sources, entries, strict=True)))  # raises with every problem listed
     return meta, entries
 
 
+def check_output_file(out: Path, source: Path | None = None) -> None:
+    """Raise ``CatalogueError`` naming ``out`` unless a catalogue file can be written there.
+
+    Meant to run before any slow work: ``out`` must not be a folder nor the ``source`` being read, and its folder
+    must exist and take a new file (tried for real, as permission bits say nothing for root or /proc).
+    """
+    if out.is_dir():
+        raise CatalogueError(f"{out} is a folder: give the catalogue file to write, such as {out / 'catalogue.yaml'}")
+    if source is not None and out.resolve() == source.resolve():
+        raise CatalogueError(f"{out} is the spreadsheet being imported: give another file to write")
+    folder = out.parent
+    if not folder.is_dir():
+        raise CatalogueError(f"cannot write {out}: folder {folder} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CatalogueError(f"cannot write {out}: {exc.strerror or exc}") from exc
+
+
 def write_catalogue_file(meta: dict[str, Any], entries: list[dict[str, Any]], out: Path) -> None:
-    """Write a single-file catalogue (metadata plus ``indicators:``)."""
+    """Write a single-file catalogue (metadata plus ``indicators:``); ``CatalogueError`` naming ``out`` if it cannot.
+
+    The text goes to a temporary file beside ``out`` that then replaces it in one step, so an interrupted or failed
+    write leaves the previous file (or none), never half a catalogue.
+    """
     data = {**meta, "indicators": entries}
-    out.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110), encoding="utf-8")
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
+    check_output_file(out)
+    # mkstemp creates the file 0600; keep the mode of the file being replaced, else the usual 0644.
+    mode = out.stat().st_mode & 0o777 if out.is_file() else 0o644
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, out)
+    except BaseException as exc:  # KeyboardInterrupt too: never leave the temporary file behind
+        Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise CatalogueError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        raise
 
 
 def _split(cell: str | None) -> list[str]:

@@ -207,10 +207,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_indicators(args: argparse.Namespace) -> int:
     """List, show, validate or import indicator catalogues."""
-    from pipeline.catalogue import import_spreadsheet, load_catalogue, write_catalogue_file
+    from pipeline.catalogue import check_output_file, import_spreadsheet, load_catalogue, write_catalogue_file
 
     settings = settings_from_args(args)
     if args.action == "import":
+        sheet, out = Path(args.file or args.target), Path(args.out)
+        check_output_file(out, sheet)  # before the spreadsheet is read: a bad --out fails at once
         meta = {
             "id": args.id,
             "version": args.version,
@@ -218,14 +220,36 @@ def cmd_indicators(args: argparse.Namespace) -> int:
             "notice": "Imported from a spreadsheet with qpm-screen indicators import.",
             "areas": load_catalogue(settings.catalogue_path).areas if not args.areas else _parse_areas(args.areas),
         }
-        meta, entries = import_spreadsheet(Path(args.file or args.target), meta)
-        out = Path(args.out)
+        meta, entries = import_spreadsheet(sheet, meta)
         write_catalogue_file(meta, entries, out)
-        print(f"wrote {len(entries)} indicators to {out}")
+        if args.json:
+            _print_json({"written": str(out), "indicators": len(entries)})
+        else:
+            print(f"wrote {len(entries)} indicators to {out}")
         return EXIT_OK
-    catalogue = load_catalogue(settings.catalogue_path)
+    if args.action == "show":
+        if args.file:
+            raise ConfigError(
+                "indicators show: --file is for import, validate and list; choose the catalogue with --catalogue"
+            )
+        path = settings.catalogue_path
+    else:
+        path = _catalogue_to_read(args, settings.catalogue_path)
+    catalogue = load_catalogue(path)
     if args.action == "validate":
-        print(f"{catalogue.id} {catalogue.version}: {len(catalogue.indicators)} indicators, valid")
+        count = len(catalogue.indicators)
+        if args.json:
+            _print_json(
+                {
+                    "catalogue": str(path),
+                    "id": catalogue.id,
+                    "version": catalogue.version,
+                    "indicators": count,
+                    "valid": True,
+                }
+            )
+        else:
+            print(f"{path}: {catalogue.id} {catalogue.version}: {count} indicators, valid")
         return EXIT_OK
     if args.action == "list":
         if args.json:
@@ -237,7 +261,7 @@ def cmd_indicators(args: argparse.Namespace) -> int:
                 print(f"{ind.id:<8} {ind.level:<13} {ind.title}")
         return EXIT_OK
     try:
-        ind = catalogue.get(args.target or "")
+        ind = catalogue.find(args.target or "")  # forgives case (conf-02) and suggests close ids
     except KeyError as exc:
         print(f"qpm-screen indicators show: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
@@ -253,6 +277,16 @@ def cmd_indicators(args: argparse.Namespace) -> int:
         print(f"\nKey terms: {', '.join(ind.key_terms)}\nPolicy types: {', '.join(ind.policy_types)}")
         print(f"\nWhat to add if missing: {ind.what_to_add}\nBasis: {ind.basis}")
     return EXIT_OK
+
+
+def _catalogue_to_read(args: argparse.Namespace, configured: Path) -> Path:
+    """The catalogue ``validate`` or ``list`` reads: PATH, ``--file`` or ``--catalogue`` (one of them), else the
+    configured one. Two different ones are refused rather than one of them silently ignored."""
+    given = [Path(p) for p in (args.target, args.file, args.catalogue) if p]
+    distinct = list(dict.fromkeys(given))
+    if len(distinct) > 1:
+        raise ConfigError(f"indicators {args.action}: give one catalogue, not {' and '.join(map(str, distinct))}")
+    return distinct[0] if distinct else configured
 
 
 def _parse_areas(text: str) -> dict[str, str]:
@@ -318,9 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
         "target",
         nargs="?",
         metavar="ID|FILE",
-        help="for show: an indicator id such as CONF-02; for import: a .csv or .xlsx with one row per indicator",
+        help="for show: an indicator id such as CONF-02; for import: a .csv or .xlsx with one row per indicator; "
+        "for validate and list: a catalogue folder or YAML file (default: --catalogue or QPM_CATALOGUE_PATH)",
     )
-    p.add_argument("--file", help="for import: the spreadsheet, if not given as FILE")
+    p.add_argument(
+        "--file", help="for import: the spreadsheet; for validate and list: the catalogue; if not given as FILE"
+    )
     p.add_argument("--out", default="catalogue.yaml", help="for import: the catalogue file to write")
     p.add_argument("--id", default="imported", help="for import: catalogue id")
     p.add_argument("--version", dest="version", default="1", help="for import: catalogue version")
