@@ -113,9 +113,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     docs_dir, labels = Path(args.docs_dir), Path(args.labels_csv)
-    if not docs_dir.is_dir() or not labels.is_file():
-        print("qpm-screen evaluate: DOCS_DIR must be a folder and LABELS_CSV a file", file=sys.stderr)
-        return EXIT_USAGE
+    # each argument checked on its own, so the message says which one is wrong
+    for what, path, kind, ok in (
+        ("DOCS_DIR", docs_dir, "folder", docs_dir.is_dir()),
+        ("LABELS_CSV", labels, "file", labels.is_file()),
+    ):
+        if not ok:
+            problem = f"is not a {kind}" if path.exists() else "does not exist"
+            print(f"qpm-screen evaluate: {what} {path} {problem}", file=sys.stderr)
+            return EXIT_USAGE
     predictions = Path(args.predictions) if args.predictions else None
     if predictions is not None and (predictions.is_dir() or not predictions.parent.is_dir()):
         # checked now, not after minutes of screening
@@ -172,6 +178,10 @@ def _print_evaluation(report: dict[str, Any]) -> None:
     missing = report.get("labelled_documents_missing", [])
     if missing:
         print(f"NOT FOUND, rows not scored: {len(missing)} labelled document(s) not in DOCS_DIR: {', '.join(missing)}")
+    unknown = report.get("label_indicators_unknown", {})
+    if unknown:
+        listed = ", ".join(f"{ind} ({n} row{'s' if n > 1 else ''})" for ind, n in unknown.items())
+        print(f"NOT IN CATALOGUE, rows not scored: {len(unknown)} indicator id(s) in LABELS_CSV: {listed}")
 
 
 def _fmt(value: Any) -> str:

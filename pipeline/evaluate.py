@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from pipeline.coverage import STATUSES
+from pipeline.errors import ConfigError
 from pipeline.labels import Label, overlaps
 
 
@@ -93,6 +94,26 @@ def keyword_baseline(text_passages: Sequence[str], key_terms: Sequence[str]) -> 
     order = sorted(range(len(text_passages)), key=lambda k: -counts[k])
     evidence = [text_passages[k] for k in order[:3] if counts[k] > 0]
     return status, min(len(found) / 3.0, 1.0), evidence
+
+
+def check_predictions_path(path: Path, labels_path: Path) -> None:
+    """Refuse, before any screening, a predictions file that would overwrite the labels or cannot be written.
+
+    The check creates and removes the temporary file :func:`write_predictions` writes first.
+
+    Raises:
+        ConfigError: naming the path and what is wrong with it.
+    """
+    same = path.resolve() == labels_path.resolve() or (path.exists() and path.samefile(labels_path))
+    if same:
+        raise ConfigError(f"--predictions {path} is the labels file: it would be overwritten; name another file")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8"):
+            pass
+        tmp.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--predictions {path} cannot be written: {exc.strerror or exc}") from exc
 
 
 def write_predictions(path: Path, labels: Sequence[Label], predictions: dict[tuple[str, str], Prediction]) -> None:

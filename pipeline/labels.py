@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.coverage import STATUSES
-from pipeline.csvfile import read_csv_text
+from pipeline.csvfile import read_csv_rows
 from pipeline.errors import ConfigError
 
 LABEL_HEADER = ("document", "indicator", "expected", "evidence")
@@ -26,30 +25,64 @@ class Label:
     evidence: str
 
 
-def read_labels(path: Path) -> list[Label]:
-    """Read and validate a labels CSV; ``ConfigError`` names the first bad row."""
+def read_labels(path: Path, indicator_ids: Iterable[str] = ()) -> list[Label]:
+    """Read and validate a labels CSV; ``ConfigError`` names the first bad row and the line it starts on.
+
+    ``indicator_ids`` (a catalogue's ids): an indicator written in another case (``acc-01``) is read as the
+    catalogue spells it; ids the catalogue lacks are kept as written, for the caller to report. A second row for
+    the same document and indicator is refused: which of the two is meant cannot be known.
+    """
+    canonical = {ind.casefold(): ind for ind in indicator_ids}
     try:
-        with io.StringIO(read_csv_text(path), newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in LABEL_HEADER[:3] if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ConfigError(f"{path.name}: header must be {','.join(LABEL_HEADER)} (missing {missing})")
-            rows = []
-            for n, row in enumerate(reader, start=2):
-                expected = (row["expected"] or "").strip().lower()
-                if expected not in STATUSES:
-                    raise ConfigError(f"{path.name} line {n}: expected must be met, partial or missing")
-                rows.append(
-                    Label(
-                        document=row["document"].strip(),
-                        indicator=row["indicator"].strip(),
-                        expected=expected,
-                        evidence=(row.get("evidence") or "").strip(),
-                    )
-                )
+        rows = read_csv_rows(path)
     except OSError as exc:
         raise ConfigError(f"cannot read labels file {path}: {exc.strerror}") from exc
-    return rows
+    header = rows[0][1] if rows else []
+    missing = [c for c in LABEL_HEADER[:3] if c not in header]
+    if missing:
+        raise ConfigError(f"{path.name}: header must be {','.join(LABEL_HEADER)} (missing {missing})")
+    column = {name: header.index(name) for name in LABEL_HEADER if name in header}
+    needed = max(column[c] for c in LABEL_HEADER[:3]) + 1
+    labels: list[Label] = []
+    first_line: dict[tuple[str, str], int] = {}
+    for line, cells in rows[1:]:
+        if not cells:  # a blank line
+            continue
+        where = f"{path.name} line {line}"
+        if len(cells) < needed:
+            raise ConfigError(
+                f"{where}: {len(cells)} cell(s) where the header has {len(header)}: "
+                "each row needs a document, an indicator and an expected status"
+            )
+        if any(cell.strip() for cell in cells[len(header) :]):
+            # unquoted commas in the evidence would otherwise cut it short without a word
+            raise ConfigError(
+                f"{where}: {len(cells)} cells where the header has {len(header)}: "
+                "put the evidence in double quotes if it holds commas"
+            )
+        raw = cells[column["expected"]]
+        expected = raw.strip().lower()
+        if expected not in STATUSES:
+            raise ConfigError(f"{where}: expected must be met, partial or missing, not {_shown(raw)}")
+        indicator = cells[column["indicator"]].strip()
+        indicator = canonical.get(indicator.casefold(), indicator)
+        document = cells[column["document"]].strip()
+        key = (document, indicator.casefold())
+        if key in first_line:
+            raise ConfigError(
+                f"{where}: a second row for {document} {indicator} (the first is line {first_line[key]}); "
+                "keep the one that is right"
+            )
+        first_line[key] = line
+        has_evidence = "evidence" in column and column["evidence"] < len(cells)
+        evidence = cells[column["evidence"]].strip() if has_evidence else ""
+        labels.append(Label(document=document, indicator=indicator, expected=expected, evidence=evidence))
+    return labels
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    """A cell quoted for a message, cut short if long (a misplaced evidence span can be paragraphs)."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
 def normalise(text: str) -> str:

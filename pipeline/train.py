@@ -143,10 +143,13 @@ def document_rows(doc: LabelledDocument, catalogue: Catalogue) -> Rows:
     return doc.features.reshape(-1, doc.features.shape[2]), y.reshape(-1), w.reshape(-1)
 
 
-def labelled_files(docs_dir: Path, labels_path: Path) -> dict[Path, dict[str, Label]]:
-    """The files of ``docs_dir`` that have labels, with their labels keyed by indicator id."""
+def labelled_files(
+    docs_dir: Path, labels_path: Path, indicator_ids: Sequence[str] = ()
+) -> dict[Path, dict[str, Label]]:
+    """The files of ``docs_dir`` that have labels, with their labels keyed by indicator id (spelt as in
+    ``indicator_ids``, the catalogue's, when given: ``conf-02`` is CONF-02)."""
     by_doc: dict[str, dict[str, Label]] = defaultdict(dict)
-    for label in read_labels(labels_path):
+    for label in read_labels(labels_path, indicator_ids):
         by_doc[label.document][label.indicator] = label
     return {path: by_doc[path.name] for path in collect_files([docs_dir]) if path.name in by_doc}
 
@@ -415,7 +418,7 @@ def train(
     from pipeline.catalogue import load_catalogue
 
     catalogue = load_catalogue(settings.catalogue_path)
-    files = labelled_files(docs_dir, labels_path)
+    files = labelled_files(docs_dir, labels_path, catalogue.ids)
     review_docs, skipped = review_files(reviews or [])
     files.update(review_docs)
     if len(files) < MIN_TRAINING_DOCUMENTS:
