@@ -52,6 +52,7 @@ import gc
 import hashlib
 import re
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -73,7 +74,7 @@ from pipeline import __version__
 from pipeline.catalogue import Catalogue
 from pipeline.errors import DocumentError, ModelUnavailableError
 from pipeline.ingest import FailedDocument, IngestedDocument, ingest
-from pipeline.inputs import batch_entries, collect_files
+from pipeline.inputs import batch_entries, collect_files, readable_name
 from pipeline.match import Matcher, ScoredDocument
 from pipeline.report import (
     REPORT_FILE,
@@ -401,6 +402,16 @@ def resolve_source(sources: Sequence[str], settings: Settings) -> ResolvedSource
     Raises ``DocumentError`` when a zip named directly is refused as a whole.
     """
     resolved = ResolvedSource(files=[])
+    try:
+        _resolve(sources, settings, resolved)
+    except BaseException:
+        if resolved.work_dir is not None:  # nobody else will: the caller only gets a result on success
+            shutil.rmtree(resolved.work_dir, ignore_errors=True)
+        raise
+    return resolved
+
+
+def _resolve(sources: Sequence[str], settings: Settings, resolved: ResolvedSource) -> None:
     archives = 0
     for path in collect_files([Path(s) for s in sources]):
         if not is_zip_submission(path):
@@ -419,7 +430,6 @@ def resolve_source(sources: Sequence[str], settings: Settings) -> ResolvedSource
             continue
         resolved.files.extend(sorted(unpacked.files))
         resolved.refused.extend(RefusedMember(f"{path.name}/{r.name}", r.code, r.message) for r in unpacked.refused)
-    return resolved
 
 
 def slug(text: str) -> str:
@@ -565,16 +575,23 @@ def plan_jobs(resolved: ResolvedSource, cfg: Settings, run_date: date) -> Plan:
     failures: list[FailedDocument] = []
     seen: dict[str, str] = {}
     for path in resolved.files:
+        name = readable_name(path)
         try:
+            if not stat.S_ISREG(path.stat().st_mode):  # a pipe would block the hashing below for ever
+                failures.append(
+                    FailedDocument(name, str(path), "unsupported_format", "not a regular file (a pipe or device)")
+                )
+                continue
             digest = sha256_file(path)
         except OSError as exc:
-            failures.append(FailedDocument(path.name, str(path), "unreadable", f"could not be opened ({exc.strerror})"))
+            reason = exc.strerror or type(exc).__name__
+            failures.append(FailedDocument(name, str(path), "unreadable", f"could not be opened ({reason})"))
             continue
         if digest in seen:
-            refused.append(RefusedMember(path.name, "duplicate", f"same content as {seen[digest]}; screened once"))
+            refused.append(RefusedMember(name, "duplicate", f"same content as {seen[digest]}; screened once"))
             continue
-        seen[digest] = path.name
-        jobs.append(DocumentJob(str(path), path.name, digest, cfg, code, run_date))
+        seen[digest] = name
+        jobs.append(DocumentJob(str(path), name, digest, cfg, code, run_date))
     catalogue = get_matcher(cfg)[0].catalogue.fingerprint()
     return Plan(jobs, refused, failures, input_key(jobs, refused, cfg, model_id(cfg), catalogue))
 

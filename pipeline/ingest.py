@@ -10,6 +10,7 @@ from pipeline.config import Settings
 from pipeline.document import ExtractedDocument, Passage
 from pipeline.errors import CorruptDocumentError, DocumentError
 from pipeline.extract import extract
+from pipeline.inputs import readable_name
 from pipeline.segment import segment
 
 
@@ -37,10 +38,11 @@ def ingest(path: Path, settings: Settings, *, today: date | None = None) -> Inge
         document = extract(path, settings, today=today)
         return IngestedDocument(document=document, passages=segment(document, settings))
     except DocumentError as exc:
-        return FailedDocument(name=path.name, path=str(path), code=exc.code, message=_plain(exc))
+        return FailedDocument(name=readable_name(path), path=str(path), code=exc.code, message=_plain(exc))
     except (MemoryError, RecursionError, ValueError, OSError) as exc:  # defensive: a file must not crash a batch
-        err = CorruptDocumentError(f"could not be read ({type(exc).__name__})", name=path.name)
-        return FailedDocument(name=path.name, path=str(path), code=err.code, message=_plain(err))
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        message = f"could not be read ({reason})"
+        return FailedDocument(readable_name(path), str(path), CorruptDocumentError.code, message)
 
 
 def _plain(exc: DocumentError) -> str:

@@ -12,23 +12,43 @@ from pathlib import Path
 from pipeline.unpack import is_zip_submission
 
 IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
+# Word and Excel write "~$name.docx" beside a file that is open: a lock holding the user's name, not a document.
+OFFICE_LOCK_PREFIX = "~$"
+
+
+def is_ignored(name: str) -> bool:
+    """Whether a file of this name is never a policy: hidden files, system files, Office lock files."""
+    return name.startswith((".", OFFICE_LOCK_PREFIX)) or name.lower() in IGNORED_NAMES
 
 
 def collect_files(paths: Iterable[Path]) -> list[Path]:
-    """The files named, and the files inside folders named (recursively), sorted; hidden files are skipped."""
+    """The files named, and the files inside folders named (recursively), sorted; hidden files are skipped.
+
+    Inside folders every entry that is not a folder counts, pipes and broken links included: reading each then
+    says what is wrong with it, where skipping it would hide it from the user.
+    """
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
             out.extend(
                 p
                 for p in sorted(path.rglob("*"))
-                if p.is_file()
+                if not p.is_dir()
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                and p.name.lower() not in IGNORED_NAMES
+                and not is_ignored(p.name)
             )
         else:
             out.append(path)
     return out
+
+
+def readable_name(path: Path) -> str:
+    """``path``'s file name as text that can be written anywhere (JSON, CSV, a web page).
+
+    A name that is not valid UTF-8 on disk (written by an old Windows zip tool, say) comes back from the file
+    system with undecodable bytes that no UTF-8 writer accepts: they are shown as U+FFFD instead.
+    """
+    return path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def batch_entries(batch_dir: Path) -> list[tuple[str, Path | None, str | None]]:
@@ -40,7 +60,7 @@ def batch_entries(batch_dir: Path) -> list[tuple[str, Path | None, str | None]]:
     out: list[tuple[str, Path | None, str | None]] = []
     used: set[str] = set()
     for entry in sorted(batch_dir.iterdir(), key=lambda p: p.name.casefold()):
-        if entry.name.startswith(".") or entry.name.lower() in IGNORED_NAMES:
+        if is_ignored(entry.name):
             continue
         base = entry.name if entry.is_dir() else entry.stem
         name = base

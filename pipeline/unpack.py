@@ -19,6 +19,7 @@ The archive itself is only read; the work folder is created fresh by the caller'
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import stat
 import zipfile
@@ -30,6 +31,7 @@ from pipeline.errors import (
     CorruptDocumentError,
     DocumentError,
     DocumentTooLargeError,
+    EmptyDocumentError,
     EncryptedDocumentError,
     HostileDocumentError,
 )
@@ -86,9 +88,18 @@ class UnpackResult:
 def is_zip_submission(path: Path) -> bool:
     """True for a file named ``.zip``: it is unpacked (a damaged one then fails with a clear message).
 
-    The name decides, not the content: a DOCX is a zip too, and must reach the document reader whole.
+    The name decides, except for an Office document renamed ``.zip`` (a DOCX is a zip too): that must reach the
+    document reader whole, which reads it and warns about the name, rather than have its XML parts screened.
     """
-    return path.is_file() and path.suffix.lower() == ".zip"
+    return path.is_file() and path.suffix.lower() == ".zip" and not _is_office_package(path)
+
+
+def _is_office_package(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "[Content_Types].xml" in zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
 
 
 def safe_member_path(name: str) -> PurePosixPath:
@@ -135,7 +146,10 @@ def unpack_zip(archive: Path, dest: Path, settings: Settings) -> UnpackResult:
         raise FileExistsError(f"work folder {dest} is not empty")
     try:
         with zf:
-            return _unpack(zf, archive, dest, settings)
+            result = _unpack(zf, archive, dest, settings)
+        if not result.files and not result.refused:
+            raise EmptyDocumentError("the zip holds no files to screen")
+        return result
     except DocumentError as exc:
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True, exist_ok=True)
@@ -206,16 +220,23 @@ def _unpack(zf: zipfile.ZipFile, archive: Path, dest: Path, settings: Settings) 
                     )
                 )
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "xb") as out:  # "x": never overwrite something already there
-                chunk = head
-                while chunk:
-                    written += len(chunk)
-                    if written > limit:
-                        raise DocumentTooLargeError(
-                            f"the zip expands to more than the limit of {settings.max_uncompressed_mb:g} MB"
-                        )
-                    out.write(chunk)
-                    chunk = src.read(CHUNK)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "xb") as out:  # "x": never overwrite something already there
+                    chunk = head
+                    while chunk:
+                        written += len(chunk)
+                        if written > limit:
+                            raise DocumentTooLargeError(
+                                f"the zip expands to more than the limit of {settings.max_uncompressed_mb:g} MB"
+                            )
+                        out.write(chunk)
+                        chunk = src.read(CHUNK)
+            except OSError as exc:  # e.g. a member name too long for this file system: that member only
+                with contextlib.suppress(OSError):
+                    target.unlink()  # whatever part was written
+                reason = exc.strerror or type(exc).__name__
+                result.refused.append(RefusedMember(str(rel), "unreadable", f"could not be unpacked ({reason})"))
+                continue
         result.files.append(target)
     return result

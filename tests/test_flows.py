@@ -210,6 +210,25 @@ def test_hostile_zip_submission_is_refused_and_writes_nothing_outside(tmp_path: 
     outcome = flows.run_screen([str(archive)], tmp_path / "out", settings)
     assert outcome.report is None and outcome.error_code == "hostile"
     assert not list(tmp_path.rglob("escaped.txt"))
+    assert not any((settings.cache_dir / "work").iterdir())  # the refused zip's work folder is gone too
+
+
+def test_pipes_broken_links_and_undecodable_names_are_reported_while_the_rest_is_screened(
+    tmp_path: Path, settings: Settings
+) -> None:
+    sub = flow_support.make_submission(tmp_path / "in" / "acme")
+    os.mkfifo(sub / "pipe.txt")  # hashing or reading it would block for ever
+    (sub / "gone.pdf").symlink_to(tmp_path / "nowhere.pdf")
+    (sub / os.fsdecode(b"caf\xe9.md")).write_text("# Review\n\nThis policy is reviewed every year by the board.\n")
+    (sub / "~$safeguarding.docx").write_bytes(b"\x05owner" + b"\x00" * 100)  # Word's lock file: not a document
+    outcome = flows.run_screen([str(sub)], tmp_path / "out", settings)
+    assert outcome.report is not None
+    failed = {f["name"]: f["message"] for f in outcome.failed_files}
+    assert failed.keys() == {"pipe.txt", "gone.pdf"}
+    assert "not a regular file" in failed["pipe.txt"] and "could not be opened" in failed["gone.pdf"]
+    names = {d["name"] for d in outcome.report["documents"]}
+    assert "caf\ufffd.md" in names and len(names) == 4  # three from make_submission, and the odd name
+    assert json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))["documents"]
 
 
 def test_document_cache_keys_follow_content_code_extraction_settings_and_date(settings: Settings) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
-from pipeline.inputs import batch_entries, collect_files
+from pipeline.inputs import batch_entries, collect_files, readable_name
 
 
 def test_collect_files_walks_folders_and_skips_hidden_and_system_files(tmp_path: Path) -> None:
@@ -37,3 +38,16 @@ def test_batch_entries_are_folders_and_zips_with_unique_names(tmp_path: Path) ->
         "empty": "empty holds no files to screen",
         "notes": "notes.txt is not a submission: put each provider's files in a folder or zip",
     }
+
+
+def test_pipes_and_broken_links_in_a_folder_are_kept_for_reading_to_report(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "gone.pdf").symlink_to(tmp_path / "nowhere.pdf")
+    (tmp_path / "~$policy.docx").write_bytes(b"lock")  # Word's lock file beside an open document: skipped
+    (tmp_path / "sub.pdf").mkdir()  # a folder, whatever its name, is walked, not read
+    assert collect_files([tmp_path]) == [tmp_path / "gone.pdf", tmp_path / "pipe.txt"]
+
+
+def test_readable_name_replaces_bytes_that_are_not_utf8() -> None:
+    assert readable_name(Path(os.fsdecode(b"caf\xe9.pdf"))) == "caf\ufffd.pdf"
+    assert readable_name(Path("Café policy.pdf")) == "Café policy.pdf"

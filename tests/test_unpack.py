@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
-from pipeline.errors import CorruptDocumentError, DocumentTooLargeError, HostileDocumentError
+from pipeline.errors import CorruptDocumentError, DocumentTooLargeError, EmptyDocumentError, HostileDocumentError
 from pipeline.unpack import is_zip_submission, safe_member_path, unpack_zip
 
 
@@ -165,3 +165,25 @@ def test_safe_member_path_normalises() -> None:
     assert safe_member_path("dir\\file.txt").as_posix() == "dir/file.txt"
     with pytest.raises(HostileDocumentError):
         safe_member_path("x\x00.txt")
+
+
+def test_a_member_the_file_system_cannot_hold_is_listed_and_the_rest_unpacked(
+    tmp_path: Path, settings: Settings
+) -> None:
+    archive = make_zip(tmp_path / "sub.zip", {"good.txt": b"policy", "x" * 300 + ".txt": b"too long a name"})
+    result = unpack_zip(archive, tmp_path / "work", settings)
+    assert [p.name for p in result.files] == ["good.txt"]
+    refused = [(r.code, r.message) for r in result.refused]
+    assert refused == [("unreadable", "could not be unpacked (File name too long)")]
+
+
+def test_a_zip_without_files_is_an_empty_submission(tmp_path: Path, settings: Settings) -> None:
+    archive = make_zip(tmp_path / "sub.zip", {"folder/": b"", "__MACOSX/._x": b"x"})
+    with pytest.raises(EmptyDocumentError, match="holds no files to screen"):
+        unpack_zip(archive, tmp_path / "work", settings)
+
+
+def test_an_office_document_renamed_zip_is_a_document_not_a_submission(tmp_path: Path) -> None:
+    docx = make_zip(tmp_path / "policy.zip", {"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w/>"})
+    assert not is_zip_submission(docx)
+    assert is_zip_submission(make_zip(tmp_path / "sub.zip", {"policy.docx": docx.read_bytes()}))

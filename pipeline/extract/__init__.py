@@ -9,12 +9,13 @@ act on: a reader that crashes on a malformed file yields a ``CorruptDocumentErro
 from __future__ import annotations
 
 import hashlib
+import stat
 from datetime import date
 from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.document import ExtractedDocument, SourceFormat
-from pipeline.errors import CorruptDocumentError, DocumentError, DocumentTooLargeError
+from pipeline.errors import CorruptDocumentError, DocumentError, DocumentTooLargeError, UnsupportedFormatError
 from pipeline.extract.base import ReaderOutput
 from pipeline.extract.convert import convert_legacy
 from pipeline.extract.detect import EXPECTED_SUFFIXES, Kind, legacy_suffix, sniff, suffix_of
@@ -22,6 +23,7 @@ from pipeline.extract.docx import read_docx
 from pipeline.extract.metadata import analyse
 from pipeline.extract.pdf import read_pdf
 from pipeline.extract.text import read_text
+from pipeline.inputs import readable_name
 
 __all__ = ["extract"]
 
@@ -48,7 +50,7 @@ def extract(path: Path, settings: Settings | None = None, *, today: date | None 
         DocumentError: a subclass saying why the file cannot be screened; ``.name`` is the file name.
     """
     settings = settings or Settings.from_env()
-    name = path.name
+    name = readable_name(path)
     try:
         data = _read_bytes(path, settings)
         kind = sniff(data, name)
@@ -96,7 +98,13 @@ def extract(path: Path, settings: Settings | None = None, *, today: date | None 
 def _read_bytes(path: Path, settings: Settings) -> bytes:
     limit = int(settings.max_file_mb * _MB)
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):
+            # A pipe, socket or device never ends, or blocks until someone writes to it: never open one.
+            raise UnsupportedFormatError("could not be opened: this is a pipe or device, not a regular file")
+        size = info.st_size
         if size > limit:
             raise DocumentTooLargeError(_too_large(size, settings))
         with path.open("rb") as handle:

@@ -91,6 +91,18 @@ def test_missing_file(tmp_path: Path) -> None:
     _fails(tmp_path / "nowhere.pdf", DocumentError, "does not exist")
 
 
+def test_named_pipe_is_refused_without_opening_it(tmp_path: Path) -> None:
+    # Opening a pipe nobody writes to blocks for ever: the file must be refused from its type alone.
+    fifo = tmp_path / "policy.txt"
+    os.mkfifo(fifo)
+    _fails(fifo, UnsupportedFormatError, "pipe or device, not a regular file")
+
+
+def test_folder_named_as_a_file(tmp_path: Path) -> None:
+    (tmp_path / "policy.pdf").mkdir()
+    _fails(tmp_path / "policy.pdf", DocumentError, "a folder, not a file")
+
+
 def test_file_over_size_limit(tmp_path: Path) -> None:
     path = _write(tmp_path, "big.pdf", build_pdf(policy_pages(2)).data)
     _fails(path, DocumentTooLargeError, "over the limit of 0.001 MB", Settings(max_file_mb=0.001))
