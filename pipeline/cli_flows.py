@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +63,8 @@ def _inside(child: Path, parent: Path) -> bool:
 
 def check_output_location(out: Path, inputs: Sequence[Path]) -> str | None:
     """Why ``out`` may not be used for these inputs, or None. Output never goes into an input folder."""
+    if out.exists() and not out.is_dir():
+        return f"the output folder {out} is a file; choose a folder"
     for path in inputs:
         folder = path if path.is_dir() else path.parent
         if path.is_dir() and _inside(out, folder):
@@ -189,11 +193,15 @@ def cmd_screen(args: argparse.Namespace) -> int:
     if not collect_files(inputs):
         return _error("screen", f"nothing to screen: {', '.join(map(str, inputs))} holds no files")
     out = Path(args.out)
-    problem = check_output_location(out, inputs) or prepare_output_folder(out)
+    problem = check_output_location(out, inputs) or scale_problem(args.workers, args.dask_address)
     if problem:
         return _error("screen", problem)
+    # Settings, catalogue and model first: a configuration error must not leave an empty output folder behind.
     prepare_prefect(settings, verbose=args.verbose)
     _check_ready(settings)
+    problem = prepare_output_folder(out)
+    if problem:
+        return _error("screen", problem)
     from pipeline import flows
 
     with progress_display(not args.json, "screening"):
@@ -222,18 +230,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
     batch_dir, out = Path(args.batch_dir), Path(args.out)
     if not batch_dir.is_dir():
         return _error("batch", f"{batch_dir} is not a folder (expected one sub-folder or zip per provider)")
-    if args.concurrency < 1:
-        return _error("batch", "--concurrency must be at least 1")
-    problem = check_output_location(out, [batch_dir])
+    problem = check_output_location(out, [batch_dir]) or scale_problem(args.workers, args.dask_address)
     if problem:
         return _error("batch", problem)
     if not batch_entries(batch_dir):
         return _error("batch", f"{batch_dir} holds no submissions: put each provider's files in a sub-folder or zip")
+    prepare_prefect(settings, verbose=args.verbose)
+    _check_ready(settings)
     problem = prepare_output_folder(out)
     if problem:
         return _error("batch", problem)
-    prepare_prefect(settings, verbose=args.verbose)
-    _check_ready(settings)
     from pipeline import flows
 
     with progress_display(not args.json, "batch"):
@@ -327,10 +333,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # --- registration -------------------------------------------------------------------------------------------
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a count of workers, submissions or runs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def scale_problem(workers: int | None, dask_address: str | None, *, timeout: float = 5.0) -> str | None:
+    """Why ``--workers`` / ``--dask-address`` cannot be used, or None; checked before any work starts.
+
+    A scheduler that cannot be reached would otherwise surface only after Prefect has started, as Dask's
+    connection traceback 30 seconds later.
+    """
+    if not dask_address:
+        return None
+    if workers:
+        return "give either --workers (a local cluster) or --dask-address (an existing one), not both"
+    parsed = urllib.parse.urlsplit(dask_address)
+    try:
+        host, port = parsed.hostname, parsed.port
+    except ValueError:  # a port that is not a number
+        host, port = None, None
+    if parsed.scheme not in ("tcp", "tls") or not host or not port:
+        return f"--dask-address must look like tcp://HOST:PORT, not {dask_address!r}"
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"cannot reach the Dask scheduler at {dask_address}: {exc.strerror or exc}"
+    return None
+
+
 def _scale_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="run document tasks on a local Dask cluster of N worker processes (default: threads in this process)",
     )
@@ -377,7 +418,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser | None = None) -> None
     )
     p.add_argument("batch_dir", metavar="DIR", help="folder with one sub-folder or zip per provider")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (never inside DIR)")
-    p.add_argument("--concurrency", type=int, default=2, metavar="N", help="submissions screened at once (2)")
+    p.add_argument("--concurrency", type=positive_int, default=2, metavar="N", help="submissions screened at once (2)")
     _scale_flags(p)
     p.set_defaults(func=cmd_batch)
 
@@ -390,7 +431,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser | None = None) -> None
         "See docs/operations.md.",
     )
     p.add_argument("--out", default="out", metavar="DIR", help="default output folder of runs (default: out)")
-    p.add_argument("--limit", type=int, default=2, metavar="N", help="flow runs executed at once (2)")
+    p.add_argument("--limit", type=positive_int, default=2, metavar="N", help="flow runs executed at once (2)")
     p.add_argument("--check", action="store_true", help="build the deployments, print their names and exit")
     p.set_defaults(func=cmd_serve)
 
@@ -404,7 +445,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser | None = None) -> None
         "segmentation speed of the sample policies. Prints figures; it is not a test.",
     )
     p.add_argument("what", nargs="?", choices=["all", "extract"], default="all", help="what to measure (all)")
-    p.add_argument("--batch-size", type=int, default=20, metavar="N", help="submissions in the batch figure (20)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=20, metavar="N", help="submissions in the batch figure (20)"
+    )
     p.set_defaults(func=cmd_bench)
 
 

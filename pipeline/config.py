@@ -51,6 +51,23 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
         return False
 
 
+def usable_folder(path: Path, what: str, variable: str) -> Path:
+    """``path`` as a folder, created with its parents if needed: a ``ConfigError`` naming the setting (``what``,
+    ``variable``) when it is a file, or cannot be created or written."""
+    from pipeline.errors import ConfigError
+
+    path = path.expanduser()
+    fix = f"set {variable} to a folder you can write"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "it is a file" if path.exists() else (exc.strerror or str(exc))
+        raise ConfigError(f"the {what} {path} cannot be used ({reason}): {fix}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"the {what} {path} cannot be written: {fix}")
+    return path
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed settings with defaults that work on a fresh machine."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import numpy as np
 
 from pipeline.adapt import ADAPTER_FILE, EncoderAdapter
-from pipeline.config import Settings
+from pipeline.config import Settings, usable_folder
 from pipeline.errors import ModelUnavailableError
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def current_adapter(settings: Settings) -> EncoderAdapter | None:
     path = adapter_path(settings)
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no adapter there (the matcher check names the folder)
         return None
     return _adapter(str(path), st.st_mtime_ns, st.st_size)
 
@@ -195,7 +195,7 @@ class Encoder:
         self._db: sqlite3.Connection | None = None
         self.encoded = 0  # texts actually run through the model (the rest came from a cache)
         if cache_path is not None:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            usable_folder(cache_path.parent, "cache folder", "QPM_CACHE_DIR (or --cache-dir)")
             self._db = sqlite3.connect(str(cache_path), timeout=30, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")

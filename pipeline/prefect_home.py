@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from pipeline.config import Settings
+from pipeline.config import Settings, usable_folder
 
 DATABASE = "prefect.db"
 PREVIOUS = "prefect.db.previous"
@@ -29,7 +29,7 @@ def use_default_home(settings: Settings) -> None:
     imported: it reads its home once, at import. A home the user chose is left alone."""
     if "PREFECT_HOME" in os.environ:
         return
-    home = settings.cache_dir.expanduser() / "prefect"
+    home = usable_folder(settings.cache_dir, "cache folder", "QPM_CACHE_DIR (or --cache-dir)") / "prefect"
     os.environ["PREFECT_HOME"] = str(home)
     if os.name != "posix":
         return  # no flock: without a lock the history is never moved

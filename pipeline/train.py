@@ -40,7 +40,7 @@ from pipeline.adapt import (
     initial_anchors,
 )
 from pipeline.catalogue import Catalogue
-from pipeline.config import Settings
+from pipeline.config import Settings, usable_folder
 from pipeline.coverage import STATUSES
 from pipeline.embed import (
     ModelEncoder,
@@ -427,6 +427,7 @@ def train(
             f"training needs at least {MIN_TRAINING_DOCUMENTS} labelled documents (the models are cross-validated "
             f"by document); {len(files)} of the files in {docs_dir} have rows in {labels_path.name}"
         )
+    usable_folder(out_dir, "models folder", "QPM_MODELS_DIR (or --models-dir)")  # now, not after the training
     tuner = tuner or EncoderTuner()
     docs, adapter, encoder = cross_fitted_documents(settings, catalogue, read_training_files(files, settings), tuner)
     index = IndicatorIndex(catalogue, encoder)
@@ -456,7 +457,6 @@ def train(
         "catalogue": catalogue.fingerprint(),
         "metrics": metrics,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     # the adapter first: a matcher file is only ever beside the adapter it was trained with, or beside none
     adapter.save(out_dir / adapter_path(settings).name)
     tmp = out_dir / (MODEL_FILE + ".tmp")

@@ -107,7 +107,6 @@ def test_output_inside_an_input_folder_is_refused(tmp_path: Path, capsys: pytest
 def test_batch_needs_a_folder(tmp_path: Path) -> None:
     (tmp_path / "file.txt").write_text("x")
     assert main(["batch", str(tmp_path / "file.txt"), "--out", str(tmp_path / "out")]) == 2
-    assert main(["batch", str(tmp_path), "--out", str(tmp_path.parent / "o"), "--concurrency", "0"]) == 2
 
 
 def test_nothing_to_screen_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -130,6 +129,40 @@ def test_an_output_folder_that_cannot_be_made_is_a_usage_error(
     assert "is a file" in capsys.readouterr().err
     assert main(["batch", str(tmp_path / "acme"), "--out", str(tmp_path / "taken.txt" / "reports")]) == 2
     assert "cannot create the output folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--workers", "0"], ["--workers", "-1"], ["--concurrency", "0"]])
+def test_counts_below_one_are_refused_by_the_parser(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str]
+) -> None:
+    # --workers -1 used to start a Dask cluster without workers and wait for ever
+    with pytest.raises(SystemExit) as exited:
+        main(["batch", str(tmp_path), "--out", str(tmp_path.parent / "o"), *flags])
+    assert exited.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "phrase"),
+    [
+        (["--dask-address", "nonsense"], "must look like tcp://HOST:PORT"),
+        (["--dask-address", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
+        (["--dask-address", "tcp://127.0.0.1:1", "--workers", "2"], "not both"),
+    ],
+)
+def test_a_dask_scheduler_that_cannot_be_used_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], phrase: str
+) -> None:
+    sub = flow_support.make_submission(tmp_path / "acme")
+    assert main(["screen", str(sub), "--out", str(tmp_path / "out"), *flags]) == 2
+    assert phrase in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_cache_folder_that_is_a_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sub = flow_support.make_submission(tmp_path / "acme")
+    (tmp_path / "cache").write_text("x")
+    out = tmp_path / "out"
+    assert main(["screen", str(sub), "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert "the cache folder" in capsys.readouterr().err and not out.exists()
 
 
 def test_serve_without_a_server_explains_what_to_do(
