@@ -237,3 +237,24 @@ def test_training_on_too_few_labelled_documents_is_refused_before_any_work(tmp_p
     with pytest.raises(ConfigError, match=f"at least {MIN_TRAINING_DOCUMENTS} labelled documents.*1 of the files"):
         train(Settings(cache_dir=tmp_path / "cache"), docs, labels, tmp_path / "models")
     assert not (tmp_path / "models").exists()
+
+
+def test_a_models_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path) -> None:
+    from pipeline.config import Settings
+    from pipeline.errors import ConfigError
+    from pipeline.train import train
+
+    class NoTraining:  # reaching the encoder adaptation would mean the check came too late
+        def __getattr__(self, name: str) -> None:
+            raise AssertionError("training started")
+
+    (tmp_path / "models").write_text("a file where the models folder should be")
+    samples = PROJECT_ROOT / "sample_policies"
+    with pytest.raises(ConfigError, match=r"models folder .* cannot be used"):
+        train(
+            Settings(cache_dir=tmp_path / "cache"),
+            samples / "docs",
+            samples / "labels.csv",
+            tmp_path / "models",
+            tuner=NoTraining(),  # type: ignore[arg-type]
+        )
