@@ -307,6 +307,31 @@ def _parse_areas(text: str) -> dict[str, str]:
 # --- parser -------------------------------------------------------------------------------------------------
 
 
+def common_options(*, keep_earlier: bool = False) -> argparse.ArgumentParser:
+    """The flags every command takes, as a parent parser.
+
+    ``keep_earlier`` is for the parser of a sub-command's own sub-command (``web create-user``): argparse lets
+    its defaults overwrite what was given before it (``web --data-dir X create-user``), so there a flag that is
+    not repeated sets nothing.
+    """
+    default: Any = argparse.SUPPRESS if keep_earlier else None
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--catalogue", type=Path, default=default, help="indicator catalogue folder or YAML file (QPM_CATALOGUE_PATH)"
+    )
+    common.add_argument(
+        "--models-dir",
+        type=Path,
+        default=default,
+        help="folder of the encoder adapter and trained matcher (QPM_MODELS_DIR)",
+    )
+    common.add_argument("--cache-dir", type=Path, default=default, help="embedding and result cache (QPM_CACHE_DIR)")
+    flag_default: Any = argparse.SUPPRESS if keep_earlier else False
+    common.add_argument("--json", action="store_true", default=flag_default, help="print one JSON object for scripts")
+    common.add_argument("--verbose", action="store_true", default=flag_default, help="log progress details to stderr")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to render --help in tests)."""
     parser = argparse.ArgumentParser(
@@ -315,14 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Runs entirely on this machine: no policy text leaves it.",
     )
     parser.add_argument("--version", action="version", version=f"qpm-screen {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--catalogue", type=Path, help="indicator catalogue folder or YAML file (QPM_CATALOGUE_PATH)")
-    common.add_argument(
-        "--models-dir", type=Path, help="folder of the encoder adapter and trained matcher (QPM_MODELS_DIR)"
-    )
-    common.add_argument("--cache-dir", type=Path, help="embedding and result cache (QPM_CACHE_DIR)")
-    common.add_argument("--json", action="store_true", help="print one JSON object for scripts")
-    common.add_argument("--verbose", action="store_true", help="log progress details to stderr")
+    common = common_options()
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("extract", parents=[common], help="show what was extracted from files (stages 1-2)")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, settings_from_args
+from pipeline.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, common_options, settings_from_args
 from pipeline.config import Settings
 
 
@@ -153,27 +153,60 @@ def cmd_export_labels(args: argparse.Namespace) -> int:
     from pipeline.web.db import database_url
     from pipeline.web.workspace import export_review_labels
 
+    out = Path(args.out) if args.out else None
+    if out is not None and (out.is_dir() or not out.parent.is_dir()):  # checked before the database is read
+        where = "is a folder" if out.is_dir() else f"is in a folder that does not exist ({out.parent})"
+        print(f"qpm-screen web export-labels: --out {out} {where}: name a CSV file", file=sys.stderr)
+        return EXIT_USAGE
     labels = export_review_labels(database_url(_settings(args)))
     columns = ["document", "indicator", "expected", "evidence", "document_sha256", "document_path", "submission"]
-    handle = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    if out is None:
+        _write_labels(sys.stdout, labels, columns)
+        return EXIT_OK
+    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for label in labels:
-            writer.writerow({c: getattr(label, c) for c in columns})
-    finally:
-        if args.out:
-            handle.close()
-    if args.out:
-        print(f"wrote {len(labels)} labels to {args.out}", file=sys.stderr)
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            _write_labels(handle, labels, columns)
+        tmp.replace(out)  # whole or not at all
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        print(f"qpm-screen web export-labels: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {len(labels)} labels to {out}", file=sys.stderr)
     return EXIT_OK
 
 
-def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``web`` and its sub-commands on the ``qpm-screen`` parser."""
+def _write_labels(handle: Any, labels: list[Any], columns: list[str]) -> None:
+    writer = csv.DictWriter(handle, fieldnames=columns)
+    writer.writeheader()
+    for label in labels:
+        writer.writerow({c: getattr(label, c) for c in columns})
+
+
+def _workspace_options(*, keep_earlier: bool = False) -> argparse.ArgumentParser:
+    """``--database-url`` and ``--data-dir`` (``keep_earlier``: see :func:`pipeline.cli.common_options`)."""
+    default: Any = argparse.SUPPRESS if keep_earlier else None
     server = argparse.ArgumentParser(add_help=False)
-    server.add_argument("--database-url", help="SQLAlchemy URL of the workspace database (QPM_DATABASE_URL)")
-    server.add_argument("--data-dir", type=Path, help="folder for the workspace database and key (QPM_WEB_DATA_DIR)")
+    server.add_argument(
+        "--database-url", default=default, help="SQLAlchemy URL of the workspace database (QPM_DATABASE_URL)"
+    )
+    server.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default,
+        help="folder for the workspace database and key (QPM_WEB_DATA_DIR)",
+    )
+    return server
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``web`` and its sub-commands on the ``qpm-screen`` parser.
+
+    The shared flags are accepted before the sub-command (``web --data-dir X import ...``) and after it.
+    """
+    server = _workspace_options()
+    # The sub-commands' own copies set nothing when absent, so a flag given before the sub-command still counts.
+    later = [common_options(keep_earlier=True), _workspace_options(keep_earlier=True)]
 
     p = sub.add_parser(
         "web",
@@ -186,22 +219,22 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_serve)
     web = p.add_subparsers(dest="web_command", metavar="SUBCOMMAND")
 
-    c = web.add_parser("create-user", parents=[common, server], help="create a local account")
+    c = web.add_parser("create-user", parents=later, help="create a local account")
     c.add_argument("name", metavar="NAME", help="user name to sign in with")
     c.add_argument("--role", choices=["assessor", "admin"], default="assessor")
     c.add_argument("--display-name", help="full name shown in the workspace and exports")
     c.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     c.set_defaults(func=cmd_create_user)
 
-    w = web.add_parser("set-password", parents=[common, server], help="set a new password for an account")
+    w = web.add_parser("set-password", parents=later, help="set a new password for an account")
     w.add_argument("name", metavar="NAME", help="the account's user name")
     w.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     w.set_defaults(func=cmd_set_password)
 
-    i = web.add_parser("import", parents=[common, server], help="import batch output folders into the workspace")
+    i = web.add_parser("import", parents=later, help="import batch output folders into the workspace")
     i.add_argument("folders", nargs="+", metavar="DIR", help="a `batch --out` folder, or one submission's folder")
     i.set_defaults(func=cmd_import)
 
-    e = web.add_parser("export-labels", parents=[common, server], help="signed-off decisions as a labels CSV")
+    e = web.add_parser("export-labels", parents=later, help="signed-off decisions as a labels CSV")
     e.add_argument("--out", help="CSV file to write (default: standard output)")
     e.set_defaults(func=cmd_export_labels)

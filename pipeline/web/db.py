@@ -11,6 +11,7 @@ Design rules, because these rows are the record of a desktop review:
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,11 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship, sessionmaker
 
-from pipeline.config import Settings
+from pipeline.config import Settings, usable_folder
+from pipeline.errors import ConfigError
 
 ROLES = ("assessor", "admin")
 DECISION_STATUSES = ("met", "partial", "missing")
@@ -173,11 +176,26 @@ def database_url(settings: Settings) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys on, a busy timeout and WAL so readers never block."""
+    """An engine for ``url``; SQLite gets foreign keys on, a busy timeout and WAL so readers never block.
+
+    A URL SQLAlchemy cannot use, or a database folder that cannot be created, is a ``ConfigError`` naming it.
+    """
+    try:
+        return _make_engine(url)
+    except ArgumentError as exc:  # an unknown dialect or a malformed URL
+        raise ConfigError(f"the database URL {url!r} cannot be used (QPM_DATABASE_URL): {exc}") from None
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(path).parent
+            if not folder.exists():
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds accounts' password hashes
+            usable_folder(folder, "workspace folder", "QPM_WEB_DATA_DIR (or --data-dir)")
+            if not Path(path).exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # readable by its owner only
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")

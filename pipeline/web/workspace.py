@@ -29,6 +29,7 @@ from pipeline.web.db import (
     Submission,
     User,
     make_engine,
+    migrate,
     session_factory,
 )
 from pipeline.web.security import dummy_hash, hash_password, password_problem, verify_password
@@ -571,6 +572,7 @@ def export_review_labels(db_url: str) -> list[ReviewLabel]:
     """
     engine = make_engine(db_url)
     try:
+        migrate(engine)  # a workspace nobody has used yet is empty, not an error
         with session_factory(engine)() as session:
             return review_labels(session)
     finally:

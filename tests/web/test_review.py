@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -561,3 +562,34 @@ def test_assessor_upload_runs_the_flow_and_imports(web: WebApp) -> None:
     with web.state.sessions() as db:
         sub = db.scalar(select(Submission).where(Submission.name == "Compass Advocacy"))
         assert sub is not None and sub.batch == "upload" and sub.evidence_map_html
+
+
+def test_cli_workspace_options_count_before_the_sub_command_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    monkeypatch.setenv("QPM_WEB_DATA_DIR", str(tmp_path / "default"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
+    before = ["web", "--data-dir", str(tmp_path / "chosen"), "create-user", "nina", "--password-stdin"]
+    assert main(before) == 0
+    assert (tmp_path / "chosen" / "workspace.sqlite").exists() and not (tmp_path / "default").exists()
+    assert stat.S_IMODE((tmp_path / "chosen" / "workspace.sqlite").stat().st_mode) == 0o600  # password hashes
+    assert main(["web", "--database-url", "nonsense://x", "export-labels"]) == 2
+    assert "database URL 'nonsense://x' cannot be used" in capsys.readouterr().err
+
+
+def test_cli_export_labels_refuses_an_out_it_cannot_write_before_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    for out, phrase in ((tmp_path, "is a folder"), (tmp_path / "no" / "labels.csv", "does not exist")):
+        assert main(["web", "export-labels", "--out", str(out), *data]) == 2
+        assert phrase in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert main(["web", "export-labels", "--data-dir", str(tmp_path / "afile"), "--out", str(tmp_path / "l.csv")]) == 2
+    assert "workspace folder" in capsys.readouterr().err and not (tmp_path / "l.csv").exists()
+    assert main(["web", "export-labels", "--out", str(tmp_path / "l.csv"), *data]) == 0
+    assert (tmp_path / "l.csv").read_text().startswith("document,indicator,expected,evidence")
