@@ -87,6 +87,9 @@ class Settings:
     # Limits on input
     max_file_mb: float = 50.0
     max_pages: int = 500
+    # Word and text files have no pages: this bounds them instead (about 500 pages of prose). Measured: a DOCX of
+    # 50,000 paragraphs (450,000 words) was still screening after 15 minutes.
+    max_document_words: int = 250_000
     max_uncompressed_mb: float = 200.0  # DOCX / ZIP members, against zip bombs
     max_zip_members: int = 2000
     convert_timeout_s: float = 60.0

@@ -94,6 +94,7 @@ from pipeline.unpack import RefusedMember, is_zip_submission, unpack_zip
 INGEST_FIELDS = (
     "max_file_mb",
     "max_pages",
+    "max_document_words",
     "max_uncompressed_mb",
     "convert_timeout_s",
     "max_passage_words",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.document import ExtractedDocument, Passage
-from pipeline.errors import CorruptDocumentError, DocumentError
+from pipeline.errors import CorruptDocumentError, DocumentError, DocumentTooLargeError
 from pipeline.extract import extract
 from pipeline.inputs import readable_name
 from pipeline.segment import segment
@@ -36,6 +36,13 @@ def ingest(path: Path, settings: Settings, *, today: date | None = None) -> Inge
     """Extract and segment one file. Never raises for a bad file: the failure is returned instead."""
     try:
         document = extract(path, settings, today=today)
+        words = len(document.text.split())
+        if words > settings.max_document_words:  # refused before segmentation, the costly part
+            raise DocumentTooLargeError(
+                f"the document holds {words:,} words, over the limit of {settings.max_document_words:,}: split it "
+                "into separate policies or raise QPM_MAX_DOCUMENT_WORDS",
+                name=document.name,
+            )
         return IngestedDocument(document=document, passages=segment(document, settings))
     except DocumentError as exc:
         return FailedDocument(name=readable_name(path), path=str(path), code=exc.code, message=_plain(exc))
