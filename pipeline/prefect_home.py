@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import IO
 
@@ -59,6 +60,7 @@ def claim_home(home: Path, max_mb: int) -> tuple[IO[bytes], Path | None]:
     except BlockingIOError:
         pass  # another run is using the server: leave its history alone
     else:
+        _stop_orphaned_servers(home)
         database = home / DATABASE
         if max_mb > 0 and database.exists() and database.stat().st_size > max_mb * 1024 * 1024:
             for suffix in ("", *_SQLITE_SIDE_FILES):
@@ -71,3 +73,31 @@ def claim_home(home: Path, max_mb: int) -> tuple[IO[bytes], Path | None]:
             moved = home / PREVIOUS
     fcntl.flock(lock, fcntl.LOCK_SH)
     return lock, moved
+
+
+_SERVER_APP = b"prefect.server.api.server:create_app"
+
+
+def _stop_orphaned_servers(home: Path) -> list[int]:
+    """Stop embedded Prefect servers left running for ``home`` by a process that was killed; returns their PIDs.
+
+    Prefect stops its embedded server at exit, but a process killed outright (SIGKILL, the OOM killer) leaves it
+    running for good, holding a port and its memory. Called only with the home's exclusive lock held, i.e. when
+    no process of this tool is using the home, so every embedded server of this home is such a leftover. Linux
+    only (it reads /proc); elsewhere nothing is found.
+    """
+    marks = (f"PREFECT_HOME={home}".encode(), b"PREFECT__SERVER_EPHEMERAL=1")
+    stopped = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if _SERVER_APP not in (entry / "cmdline").read_bytes().split(b"\0"):
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            if all(mark in environ for mark in marks):
+                os.kill(int(entry.name), signal.SIGTERM)
+                stopped.append(int(entry.name))
+        except (OSError, ValueError):  # gone meanwhile, or another user's process
+            continue
+    if stopped:
+        logging.getLogger(__name__).warning("stopped %d Prefect server(s) left running by a killed run", len(stopped))
+    return stopped

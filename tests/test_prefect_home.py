@@ -111,3 +111,22 @@ def test_the_tool_claims_its_default_home_and_leaves_a_chosen_one_alone(
     use_default_home(settings)
     assert os.environ["PREFECT_HOME"] == str(home)
     assert (home / PREVIOUS).exists() and not (home / DATABASE).exists() and (home / LOCK).exists()
+
+
+def test_a_server_left_by_a_killed_run_is_stopped_when_the_home_is_next_claimed(tmp_path: Path) -> None:
+    home = tmp_path / "prefect"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT__SERVER_EPHEMERAL": "1"}
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+    # Stand-ins with the embedded server's command line: one for this home, one for another home.
+    ours = subprocess.Popen([*sleeper, "prefect.server.api.server:create_app"], env=env)
+    other_env = {**env, "PREFECT_HOME": str(tmp_path / "elsewhere")}
+    theirs = subprocess.Popen([*sleeper, "prefect.server.api.server:create_app"], env=other_env)
+    try:
+        lock, _ = claim_home(home, 0)
+        lock.close()
+        assert ours.wait(timeout=20) != 0  # terminated
+        assert theirs.poll() is None  # another home's server is none of our business
+    finally:
+        for proc in (ours, theirs):
+            proc.kill()
+            proc.wait()
