@@ -230,16 +230,11 @@ def settings_to_params(settings: Settings) -> dict[str, str]:
 
 def settings_from_params(params: dict[str, Any] | None) -> Settings:
     """The inverse of :func:`settings_to_params`; missing keys fall back to the environment and defaults."""
-    base = Settings.from_env()
-    if not params:
-        return base
-    values: dict[str, Any] = {}
-    for f in fields(base):
-        if f.name in params and params[f.name] is not None:
-            current = getattr(base, f.name)
-            raw = params[f.name]
-            values[f.name] = Path(raw) if isinstance(current, Path) else type(current)(raw)
-    return dataclasses.replace(base, **values)
+    # Read as QPM_* variables over the environment's, so each field is parsed as the environment's would be
+    # (bool("False") is True: a parameter "False" used to turn a setting on).
+    known = {f.name for f in fields(Settings)}
+    given = {f"QPM_{k.upper()}": str(v) for k, v in (params or {}).items() if k in known and v is not None}
+    return Settings.from_env({**os.environ, **given})
 
 
 # --- progress events (in-process listeners, e.g. the CLI's progress bar) -------------------------------------

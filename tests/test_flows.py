@@ -319,3 +319,6 @@ def test_settings_round_trip_through_flow_parameters(settings: Settings) -> None
     params = flows.settings_to_params(settings)
     json.dumps(params)
     assert flows.settings_from_params(params) == settings
+    for changed in (dataclasses.replace(settings, encoder_int8=not settings.encoder_int8), Settings(max_pages=7)):
+        # a bool "False" once came back True, and the matcher then refused the settings it was trained for
+        assert flows.settings_from_params(flows.settings_to_params(changed)) == changed
