@@ -100,20 +100,11 @@ def test_fingerprint_changes_when_any_text_changes(tmp_path) -> None:
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
 def test_spreadsheet_import_round_trips_to_a_valid_catalogue(tmp_path, suffix) -> None:
     rows = [
-        {
-            "id": "CONF-01",
-            "area": "CONF",
-            "title": "Commitment",
-            "must_say": "Information is confidential to the organisation.",
-            "level": "essential",
-            "what_to_add": "Say who the policy binds.",
-            "exemplars": ";".join(f"sentence {k}" for k in range(6)),
-            "key_terms": "confidential; need to know",
-            "policy_types": "confidentiality",
-            "element_1": "Binds staff and volunteers",
-            "element_1_exemplars": "All staff follow it; Volunteers too",
-            "element_2": "Breaches are disciplinary",
-        }
+        _row(
+            key_terms="confidential; need to know",
+            element_1_exemplars="All staff follow it; Volunteers too",
+            element_2="Breaches are disciplinary",
+        )
     ]
     sheet = tmp_path / f"team{suffix}"
     frame = pd.DataFrame(rows)
