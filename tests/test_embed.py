@@ -55,3 +55,17 @@ def test_vectors_are_unit_length_meaningful_and_cached(tmp_path) -> None:
     again = second.encode(texts)
     assert second.encoded == 0  # all three came from the disk cache
     assert np.allclose(again, vectors)
+
+
+def test_a_text_gets_the_same_vector_whatever_is_encoded_beside_it() -> None:
+    # The cache keys vectors by text alone, and a resumed batch must score as an uninterrupted one: with the
+    # default (float32) encoder the batch around a text must not change its vector.
+    encoder = Encoder(Settings(), batch_size=16)
+    text = "We will share information without consent if someone is at risk of serious harm."
+    others = [
+        f"Clause {k}: the committee reviews this policy every {k + 1} years and records its decision."
+        for k in range(20)
+    ]
+    alone = encoder._run_model([text])
+    among = encoder._run_model([*others[:9], text, *others[9:], "A much longer passage " * 12])
+    assert np.abs(alone[0] - among[9]).max() < 1e-5
