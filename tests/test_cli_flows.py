@@ -269,6 +269,35 @@ def test_killed_batch_resumes_to_the_same_outputs(driver: Path, tmp_path: Path) 
 
 
 @pytest.mark.slow
+def test_sigterm_stops_a_batch_like_ctrl_c_and_the_rerun_finishes_it(driver: Path, tmp_path: Path) -> None:
+    batch = tmp_path / "batch"
+    for n in range(4):
+        flow_support.make_submission(batch / f"provider-{n}", variant=f"\nprovider {n}\n")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = [sys.executable, str(driver), "batch", str(batch), "--out", str(out), "--concurrency", "1"]
+    proc = subprocess.Popen(
+        args, env=env_for(cache, QPM_TEST_INGEST_DELAY="0.4"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "provider-0" / "report.json").exists():
+            assert proc.poll() is None, "the batch ended before it could be stopped"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # what `kill`, `timeout` and service managers send
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "interrupted; finished outputs are complete" in stderr and "Traceback" not in stderr
+    assert not (out / "batch-summary.csv").exists()
+    rerun = run_cli(driver, ["batch", str(batch), "--out", str(out), "--concurrency", "1"], cache)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (out / "batch-summary.csv").exists()
+
+
+@pytest.mark.slow
 def test_screen_on_local_process_workers_is_complete_and_quiet(tmp_path: Path) -> None:
     # The real CLI and matcher: worker processes build their own matcher, so the test double cannot be used.
     sub = flow_support.make_submission(tmp_path / "in" / "acme", variant="\nProcess workers.\n")
