@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.atomic import write_text_atomic
 from pipeline.csvfile import read_csv_text
 from pipeline.errors import CatalogueError
 
@@ -480,21 +481,10 @@ def write_catalogue_file(meta: dict[str, Any], entries: list[dict[str, Any]], ou
     data = {**meta, "indicators": entries}
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
     check_output_file(out)
-    # mkstemp creates the file 0600; keep the mode of the file being replaced, else the usual 0644.
-    mode = out.stat().st_mode & 0o777 if out.is_file() else 0o644
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, out)
-    except BaseException as exc:  # KeyboardInterrupt too: never leave the temporary file behind
-        Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CatalogueError(f"cannot write {out}: {exc.strerror or exc}") from exc
-        raise
+        write_text_atomic(out, text)
+    except OSError as exc:
+        raise CatalogueError(f"cannot write {out}: {exc.strerror or exc}") from exc
 
 
 def _split(cell: str | None) -> list[str]:

@@ -596,7 +596,7 @@ def write_evidence_map(
     ``catalogue`` supplies the key terms to emphasise (the report does not carry them); without it the map is
     complete but no term is emphasised. ``copies`` are the highlighted originals to link to.
     """
-    from pipeline.report import write_text_atomic
+    from pipeline.atomic import write_text_atomic
 
     return write_text_atomic(Path(out_dir) / MAP_FILE, render_evidence_map(result, report, catalogue, copies))
 

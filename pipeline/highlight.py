@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.report import atomic_path  # temp file + os.replace, permissions from the umask
+from pipeline.atomic import atomic_path  # temp file + os.replace, permissions from the umask
 
 if TYPE_CHECKING:
     from pipeline.screen import SubmissionResult

@@ -16,19 +16,17 @@ Extra outputs (the evidence map of the next stage) plug in through :data:`OUTPUT
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import importlib
 import json
-import os
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__
+from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.catalogue import Catalogue
 from pipeline.coverage import STATUSES
 
@@ -46,36 +44,6 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 # --- atomic writing -----------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; on success it replaces ``target``, on error it is removed.
-
-    The temporary file lives in the same folder so ``os.replace`` is a rename on one file system (atomic on
-    POSIX and Windows). Its name starts with a dot so a folder listing during the write does not show it as a
-    report.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: its files are private (0600) and reports must get the folder's usual permissions (umask).
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        with open(tmp, "xb"):
-            pass
-        yield tmp
-        with open(tmp, "rb+") as handle:  # flush to disk before the rename makes the file visible
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(target: Path, text: str) -> Path:
-    """Write UTF-8 text atomically."""
-    with atomic_path(target) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return target
 
 
 def write_json_atomic(target: Path, data: Any) -> Path:

@@ -220,6 +220,15 @@ def comparable(out: Path) -> dict[str, Any]:
     return found
 
 
+def wait_for(report: Path, proc: subprocess.Popen[Any], timeout: float = 300) -> None:
+    """Wait until a running batch has written ``report`` (so stopping it now is mid-batch)."""
+    deadline = time.monotonic() + timeout
+    while not report.exists():
+        assert proc.poll() is None, "the batch ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_killed_batch_resumes_to_the_same_outputs(driver: Path, tmp_path: Path) -> None:
     batch = tmp_path / "batch"
@@ -240,11 +249,7 @@ def test_killed_batch_resumes_to_the_same_outputs(driver: Path, tmp_path: Path) 
         start_new_session=True,  # its own process group: the embedded Prefect server dies with it
     )
     try:
-        deadline = time.monotonic() + 300
-        while not (out / "provider-0" / "report.json").exists():
-            assert proc.poll() is None, "the batch ended before it could be interrupted"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(out / "provider-0" / "report.json", proc)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -279,11 +284,7 @@ def test_sigterm_stops_a_batch_like_ctrl_c_and_the_rerun_finishes_it(driver: Pat
         args, env=env_for(cache, QPM_TEST_INGEST_DELAY="0.4"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 300
-        while not (out / "provider-0" / "report.json").exists():
-            assert proc.poll() is None, "the batch ended before it could be stopped"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(out / "provider-0" / "report.json", proc)
         proc.send_signal(signal.SIGTERM)  # what `kill`, `timeout` and service managers send
         _, stderr = proc.communicate(timeout=120)
     finally:

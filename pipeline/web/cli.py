@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import atomic_path
 from pipeline.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, common_options, settings_from_args
 from pipeline.config import Settings
 
@@ -163,13 +164,10 @@ def cmd_export_labels(args: argparse.Namespace) -> int:
     if out is None:
         _write_labels(sys.stdout, labels, columns)
         return EXIT_OK
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
             _write_labels(handle, labels, columns)
-        tmp.replace(out)  # whole or not at all
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         print(f"qpm-screen web export-labels: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"wrote {len(labels)} labels to {out}", file=sys.stderr)
