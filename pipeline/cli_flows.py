@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, settings_from_args
 from pipeline.config import Settings
-from pipeline.inputs import batch_entries, collect_files
+from pipeline.inputs import HIDDEN_CODE, batch_entries, collect_files, hidden_entries
 from pipeline.prefect_home import use_default_home
 
 if TYPE_CHECKING:
@@ -74,6 +74,36 @@ def check_output_location(out: Path, inputs: Sequence[Path]) -> str | None:
         if path.is_file() and out.resolve() == folder.resolve():
             return f"the output folder {out} is the folder holding {path.name}; choose another folder"
     return None
+
+
+def first_missing_folder(out: Path) -> Path | None:
+    """The top-most folder of ``out`` and its parents that does not exist yet (what creating ``out`` would make)."""
+    missing = None
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def remove_if_left_empty(out: Path, created: Path | None) -> None:
+    """Remove ``out`` and the parents this run created (up to ``created``) when nothing was written in them.
+
+    A submission that could not be screened at all (a zip refused as a whole, an interrupted run) must not leave
+    an empty output folder behind, as if something were there; as in a batch, where such a submission gets no
+    folder, only its reason. A folder the user made beforehand is kept.
+    """
+    if created is None:
+        return
+    folder = out
+    while True:
+        try:
+            folder.rmdir()  # only ever removes an empty folder
+        except OSError:
+            return
+        if folder == created or folder.parent == folder:
+            return
+        folder = folder.parent
 
 
 def prepare_output_folder(out: Path) -> str | None:
@@ -154,6 +184,7 @@ def outcome_json(outcome: SubmissionOutcome) -> dict[str, Any]:
         essential_missing=summary["essential_missing"],
         documents=[d["name"] for d in report["documents"]],
         errors=report["errors"],
+        skipped=report.get("skipped", []),
     )
     return data
 
@@ -174,6 +205,8 @@ def _print_outcome(outcome: SubmissionOutcome) -> None:
         print(f"  essential missing: {', '.join(summary['essential_missing'])}")
     for err in outcome.report["errors"]:
         print(f"  FAILED {err['name']}: {err['message']}")
+    for skipped in outcome.report.get("skipped", []):  # copies of a file that was screened: nothing lost
+        print(f"  skipped {skipped['name']}: {skipped['reason']}")
     print(f"  report: {Path(outcome.out_dir) / 'report.json'}")
     evidence_map = Path(outcome.out_dir) / "evidence-map.html"
     if evidence_map.exists():
@@ -181,6 +214,15 @@ def _print_outcome(outcome: SubmissionOutcome) -> None:
 
 
 # --- screen -------------------------------------------------------------------------------------------------
+
+
+def _hidden_note(inputs: Sequence[Path]) -> str:
+    """Names the hidden entries of the folders named, which are not screened (empty when there are none)."""
+    names = [name for name, _ in hidden_entries(inputs)]
+    if not names:
+        return ""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f" (hidden, so not screened: {shown}; rename without the leading dot to screen)"
 
 
 def cmd_screen(args: argparse.Namespace) -> int:
@@ -191,7 +233,9 @@ def cmd_screen(args: argparse.Namespace) -> int:
     if missing:
         return _error("screen", f"no such file or folder: {', '.join(missing)}")
     if not collect_files(inputs):
-        return _error("screen", f"nothing to screen: {', '.join(map(str, inputs))} holds no files")
+        return _error(
+            "screen", f"nothing to screen: {', '.join(map(str, inputs))} holds no files" + _hidden_note(inputs)
+        )
     out = Path(args.out)
     problem = check_output_location(out, inputs) or scale_problem(args.workers, args.dask_address)
     if problem:
@@ -199,21 +243,26 @@ def cmd_screen(args: argparse.Namespace) -> int:
     # Settings, catalogue and model first: a configuration error must not leave an empty output folder behind.
     prepare_prefect(settings, verbose=args.verbose)
     _check_ready(settings)
+    created = first_missing_folder(out)
     problem = prepare_output_folder(out)
     if problem:
         return _error("screen", problem)
     from pipeline import flows
 
-    with progress_display(not args.json, "screening"):
-        outcome = flows.run_screen(
-            [str(p) for p in inputs],
-            out,
-            settings,
-            name=args.name,
-            workers=args.workers,
-            dask_address=args.dask_address,
-            refresh=args.refresh,
-        )
+    try:
+        with progress_display(not args.json, "screening"):
+            outcome = flows.run_screen(
+                [str(p) for p in inputs],
+                out,
+                settings,
+                name=args.name,
+                workers=args.workers,
+                dask_address=args.dask_address,
+                refresh=args.refresh,
+            )
+    finally:
+        # Created up front so an unwritable place is a usage error before any work; gone again if unused.
+        remove_if_left_empty(out, created)
     if args.json:
         _print_json(outcome_json(outcome))
     else:
@@ -233,8 +282,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
     problem = check_output_location(out, [batch_dir]) or scale_problem(args.workers, args.dask_address)
     if problem:
         return _error("batch", problem)
-    if not batch_entries(batch_dir):
-        return _error("batch", f"{batch_dir} holds no submissions: put each provider's files in a sub-folder or zip")
+    entries = batch_entries(batch_dir)
+    if all(item.code == HIDDEN_CODE for item in entries):
+        hidden = ", ".join(item.name for item in entries)
+        note = f" (hidden, so not screened: {hidden}; rename without the leading dot to screen)" if hidden else ""
+        return _error(
+            "batch", f"{batch_dir} holds no submissions: put each provider's files in a sub-folder or zip{note}"
+        )
     prepare_prefect(settings, verbose=args.verbose)
     _check_ready(settings)
     problem = prepare_output_folder(out)

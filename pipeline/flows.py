@@ -74,7 +74,7 @@ from pipeline import __version__
 from pipeline.catalogue import Catalogue
 from pipeline.errors import DocumentError, ModelUnavailableError
 from pipeline.ingest import FailedDocument, IngestedDocument, ingest
-from pipeline.inputs import batch_entries, collect_files, readable_name
+from pipeline.inputs import HIDDEN_CODE, batch_entries, collect_files, hidden_entries, hidden_message, readable_name
 from pipeline.match import Matcher, ScoredDocument
 from pipeline.report import (
     REPORT_FILE,
@@ -88,7 +88,7 @@ from pipeline.report import (
 )
 from pipeline.screen import SubmissionResult, build_matcher, decide, score_documents
 from pipeline.train import MODEL_FILE
-from pipeline.unpack import RefusedMember, is_zip_submission, unpack_zip
+from pipeline.unpack import SAME_CONTENT_CODE, RefusedMember, is_zip_submission, unpack_zip
 
 # Settings that change what ingestion produces, and those that change what matching produces.
 INGEST_FIELDS = (
@@ -102,6 +102,10 @@ INGEST_FIELDS = (
     "spacy_model",
 )
 MATCH_FIELDS = ("embedding_model_id", "encoder_int8", "evidence_per_indicator")
+# Members not screened on purpose with nothing lost (a copy of a file that is screened): report.json's
+# ``skipped``. Every other refused member is an error the provider should see (report.json's ``errors``, the
+# command's FAILED lines and exit code 3, the coverage and batch errors sheets).
+SKIPPED_CODES = frozenset({SAME_CONTENT_CODE})
 
 # --- fingerprints -------------------------------------------------------------------------------------------
 
@@ -408,8 +412,12 @@ def resolve_source(sources: Sequence[str], settings: Settings) -> ResolvedSource
 
 
 def _resolve(sources: Sequence[str], settings: Settings, resolved: ResolvedSource) -> None:
+    paths = [Path(s) for s in sources]
+    # Hidden files and folders inside the folders named are not screened, but never dropped without a word.
+    for name, entry in hidden_entries(paths):
+        resolved.refused.append(RefusedMember(name, HIDDEN_CODE, hidden_message(entry.is_dir())))
     archives = 0
-    for path in collect_files([Path(s) for s in sources]):
+    for path in collect_files(paths):
         if not is_zip_submission(path):
             resolved.files.append(path)
             continue
@@ -422,10 +430,13 @@ def _resolve(sources: Sequence[str], settings: Settings, resolved: ResolvedSourc
         except DocumentError as exc:
             if len(sources) == 1 and Path(sources[0]) == path:
                 raise
-            resolved.refused.append(RefusedMember(path.name, exc.code, exc.args[0] if exc.args else str(exc)))
+            message = exc.args[0] if exc.args else str(exc)
+            resolved.refused.append(RefusedMember(readable_name(path), exc.code, message))
             continue
         resolved.files.extend(sorted(unpacked.files))
-        resolved.refused.extend(RefusedMember(f"{path.name}/{r.name}", r.code, r.message) for r in unpacked.refused)
+        zip_name = readable_name(path)
+        for member in (*unpacked.refused, *unpacked.skipped):
+            resolved.refused.append(RefusedMember(f"{zip_name}/{member.name}", member.code, member.message))
 
 
 def slug(text: str) -> str:
@@ -584,7 +595,7 @@ def plan_jobs(resolved: ResolvedSource, cfg: Settings, run_date: date) -> Plan:
             failures.append(FailedDocument(name, str(path), "unreadable", f"could not be opened ({reason})"))
             continue
         if digest in seen:
-            refused.append(RefusedMember(name, "duplicate", f"same content as {seen[digest]}; screened once"))
+            refused.append(RefusedMember(name, SAME_CONTENT_CODE, f"same content as {seen[digest]}; screened once"))
             continue
         seen[digest] = name
         jobs.append(DocumentJob(str(path), name, digest, cfg, code, run_date))
@@ -668,10 +679,10 @@ def _screen_resolved(
         input_key=key,
         started_at=started,
         finished_at=utc_now(),
-        refused=tuple((r.name, r.code, r.message) for r in refused if r.code != "duplicate"),
+        refused=tuple((r.name, r.code, r.message) for r in refused if r.code not in SKIPPED_CODES),
     )
     report = build_report(result, matcher.catalogue, run)
-    report["skipped"] = [{"name": r.name, "reason": r.message} for r in refused if r.code == "duplicate"]
+    report["skipped"] = [{"name": r.name, "reason": r.message} for r in refused if r.code in SKIPPED_CODES]
     written = write_task(Opaque(result), Opaque(report), str(out))
     try:
         _artifacts(name, report, out)
@@ -748,16 +759,20 @@ def screen_batch(
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="qpm-submission") as pool:
         # Each thread runs its subflow in a copy of this flow's context, so Prefect links it as a child run.
         futures = {
-            name: pool.submit(contextvars.copy_context().run, run_one, name, path)
-            for name, path, problem in entries
-            if path is not None and problem is None
+            item.name: pool.submit(contextvars.copy_context().run, run_one, item.name, item.path)
+            for item in entries
+            if item.path is not None and item.problem is None
         }
-        for name, _path, problem in entries:
-            if problem is not None:
-                outcomes[name] = SubmissionOutcome(name=name, out_dir="", error=problem, error_code="not_a_submission")
+        for item in entries:
+            if item.problem is not None:
+                # Not screened (a loose file, an empty or hidden folder): a row of its own in the summary and its
+                # errors sheet, and exit code 3, like a submission that could not be read.
+                outcomes[item.name] = SubmissionOutcome(
+                    name=item.name, out_dir="", error=item.problem, error_code=item.code
+                )
         for name, fut in futures.items():
             outcomes[name] = fut.result()
-    ordered = [outcomes[name] for name, _, _ in entries]
+    ordered = [outcomes[item.name] for item in entries]
     catalogue = _catalogue(cfg)
     summary = write_batch_summary(
         [

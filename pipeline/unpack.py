@@ -12,7 +12,18 @@ create links, never fill the disk, and never recurse into archives inside the ar
   (``DocumentTooLargeError``) and removes what was written;
 - a nested archive (.zip, .7z, .rar, .tar, .gz, ... by name or by content) is not unpacked: it is listed in
   ``UnpackResult.refused`` with a message, and the other members go on to be screened;
-- directory entries, macOS resource forks (``__MACOSX/``, ``._*``) and hidden files are skipped.
+- two or more *different* members of the same name (compared as a case-insensitive disk would) are all
+  refused (code ``duplicate``): nobody can tell which is the provider's policy, and zip tools disagree on which
+  one a user sees when opening the zip. Identical copies of one member are unpacked once, the others listed in
+  ``UnpackResult.skipped`` (code ``same_content``): nothing is lost;
+- a hidden member (a path component starting with one dot, see :func:`pipeline.inputs.is_hidden`) is not
+  unpacked but listed in ``UnpackResult.refused`` (code ``hidden``, the top-most hidden folder once);
+- directory entries and system files (``__MACOSX/``, ``._*``, ``.DS_Store``, ``Thumbs.db``, ``~$*``: see
+  :func:`pipeline.inputs.is_system_file`) are skipped without a word: they are never a policy.
+
+Every member that holds a file is thus unpacked, refused or skipped with a reason, or is system clutter; none is
+dropped silently. A name that only contains dots (``..txt``, ``policy..docx``) is an ordinary name: only a
+whole ``..`` path component climbs out.
 
 The archive itself is only read; the work folder is created fresh by the caller's choice of ``dest``.
 """
@@ -63,8 +74,9 @@ ARCHIVE_MAGIC = (
     b"\x28\xb5\x2f\xfd",  # zstd
     b"MSCF",  # Windows cabinet
 )
-SKIPPED_PREFIXES = ("__MACOSX/",)
 CHUNK = 1 << 16
+DUPLICATE_CODE = "duplicate"
+SAME_CONTENT_CODE = "same_content"
 
 
 @dataclass(frozen=True)
@@ -78,11 +90,16 @@ class RefusedMember:
 
 @dataclass
 class UnpackResult:
-    """Where the archive went and what came out of it."""
+    """Where the archive went and what came out of it.
+
+    ``refused`` members were not screened and the provider should know (they are reported as errors);
+    ``skipped`` ones are identical copies of a member that was unpacked (nothing is lost).
+    """
 
     root: Path
     files: list[Path] = field(default_factory=list)
     refused: list[RefusedMember] = field(default_factory=list)
+    skipped: list[RefusedMember] = field(default_factory=list)
 
 
 def is_zip_submission(path: Path) -> bool:
@@ -164,15 +181,34 @@ def unpack_zip(archive: Path, dest: Path, settings: Settings) -> UnpackResult:
         ) from exc
 
 
-def _unpack(zf: zipfile.ZipFile, archive: Path, dest: Path, settings: Settings) -> UnpackResult:
-    infos = zf.infolist()
-    if len(infos) > settings.max_zip_members:
-        raise DocumentTooLargeError(
-            f"the zip holds {len(infos)} entries, more than the limit of {settings.max_zip_members}"
-        )
-    limit = int(settings.max_uncompressed_mb * 1024 * 1024)
-    # Validate every name and type before writing anything: a hostile member refuses the whole archive.
-    planned: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
+def _hidden_or_system(rel: PurePosixPath) -> tuple[str, PurePosixPath] | None:
+    """``("system", _)`` or ``("hidden", top-most hidden path)`` when a component of ``rel`` makes it so."""
+    # Imported here: pipeline.inputs imports this module, and the naming rules belong with the other input rules.
+    from pipeline.inputs import is_hidden, is_system_file
+
+    for i, part in enumerate(rel.parts):
+        if is_system_file(part):
+            return "system", rel
+        if is_hidden(part):
+            return "hidden", PurePosixPath(*rel.parts[: i + 1])
+    return None
+
+
+def _readable(rel: PurePosixPath) -> str:
+    # Zip names are decoded by zipfile (UTF-8 or cp437) and never carry undecodable bytes, but stay safe.
+    return rel.as_posix().encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _plan(infos: list[zipfile.ZipInfo], result: UnpackResult) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    """The members to unpack; hidden members and conflicting duplicates go to ``result`` with their reason.
+
+    Raises ``HostileDocumentError`` on the first name or type that refuses the whole archive: every member is
+    checked before anything is written.
+    """
+    from pipeline.inputs import HIDDEN_CODE, hidden_message
+
+    candidates: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
+    hidden: dict[PurePosixPath, bool] = {}  # top-most hidden entry -> is a folder
     for info in infos:
         rel = safe_member_path(info.filename)
         if _is_link_or_special(info):
@@ -180,30 +216,78 @@ def _unpack(zf: zipfile.ZipFile, archive: Path, dest: Path, settings: Settings) 
                 f"the archive member {info.filename!r} is a link or special file; the archive was refused"
             )
         if info.is_dir() or not rel.parts:
+            continue  # a folder entry holds nothing; the files in it are members of their own
+        kind = _hidden_or_system(rel)
+        if kind is not None:
+            if kind[0] == "hidden":
+                top = kind[1]
+                hidden[top] = hidden.get(top, False) or top != rel
             continue
-        if info.filename.startswith(SKIPPED_PREFIXES) or any(p.startswith(".") for p in rel.parts):
+        candidates.append((info, rel))
+    for top, is_folder in hidden.items():
+        name = _readable(top) + ("/" if is_folder else "")
+        result.refused.append(RefusedMember(name, HIDDEN_CODE, hidden_message(is_folder)))
+
+    # Group by name as a case-insensitive file system would see it ("A.txt" and "a.txt" are one file there).
+    groups: dict[str, list[tuple[zipfile.ZipInfo, PurePosixPath]]] = {}
+    for info, rel in candidates:
+        groups.setdefault(str(rel).casefold(), []).append((info, rel))
+    planned: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
+    for group in groups.values():
+        first_info, first_rel = group[0]
+        if len(group) == 1:
+            planned.append(group[0])
             continue
-        planned.append((info, rel))
+        # The directory's CRC and size: a member that lies about them is not read, but the kept one is checked
+        # against its CRC while it is written, and a liar can only hide its own sender's file.
+        if all((i.CRC, i.file_size) == (first_info.CRC, first_info.file_size) for i, _ in group):
+            planned.append(group[0])
+            times = "twice" if len(group) == 2 else f"{len(group)} times"
+            for _, rel in group[1:]:
+                result.skipped.append(
+                    RefusedMember(
+                        _readable(rel),
+                        SAME_CONTENT_CODE,
+                        f"the zip holds this file {times} with the same content; screened once",
+                    )
+                )
+            continue
+        spellings = sorted({_readable(rel) for _, rel in group})
+        also = f" (spelt {', '.join(repr(n) for n in spellings)}: one name on Windows and macOS)"
+        result.refused.append(
+            RefusedMember(
+                _readable(first_rel),
+                DUPLICATE_CODE,
+                f"the zip holds {len(group)} different files named {_readable(first_rel)!r}"
+                + (also if len(spellings) > 1 else "")
+                + "; none was screened, as nobody can tell which is the policy: send the zip again with only "
+                "the right one",
+            )
+        )
+    return planned
+
+
+def _unpack(zf: zipfile.ZipFile, archive: Path, dest: Path, settings: Settings) -> UnpackResult:
+    infos = zf.infolist()
+    if len(infos) > settings.max_zip_members:
+        raise DocumentTooLargeError(
+            f"the zip holds {len(infos)} entries, more than the limit of {settings.max_zip_members}"
+        )
+    limit = int(settings.max_uncompressed_mb * 1024 * 1024)
+    result = UnpackResult(root=dest)
+    # Validate every name and type before writing anything: a hostile member refuses the whole archive.
+    planned = _plan(infos, result)
     declared = sum(info.file_size for info, _ in planned)
     if declared > limit:
         raise DocumentTooLargeError(
             f"the zip expands to {declared / 1e6:.0f} MB, more than the limit of {settings.max_uncompressed_mb:g} MB"
         )
-    result = UnpackResult(root=dest)
     root = dest.resolve()
     written = 0
-    seen: set[str] = set()
     for info, rel in planned:
-        key = str(rel).casefold()  # case-insensitive file systems would merge these silently
-        if key in seen:
-            result.refused.append(
-                RefusedMember(str(rel), "duplicate", "the archive holds this file name twice; only the first was kept")
-            )
-            continue
-        seen.add(key)
         if info.flag_bits & 0x1:
             err = EncryptedDocumentError("the file is password-protected inside the zip")
-            result.refused.append(RefusedMember(str(rel), err.code, str(err)))
+            result.refused.append(RefusedMember(_readable(rel), err.code, str(err)))
             continue
         target = dest.joinpath(*rel.parts)
         # Defence in depth: the checked name must still resolve inside the work folder.
@@ -214,7 +298,7 @@ def _unpack(zf: zipfile.ZipFile, archive: Path, dest: Path, settings: Settings) 
             if _looks_like_archive(rel.name, head):
                 result.refused.append(
                     RefusedMember(
-                        str(rel),
+                        _readable(rel),
                         "nested_archive",
                         "an archive inside the zip is not opened: unpack it and send its files directly",
                     )
@@ -236,7 +320,7 @@ def _unpack(zf: zipfile.ZipFile, archive: Path, dest: Path, settings: Settings) 
                 with contextlib.suppress(OSError):
                     target.unlink()  # whatever part was written
                 reason = exc.strerror or type(exc).__name__
-                result.refused.append(RefusedMember(str(rel), "unreadable", f"could not be unpacked ({reason})"))
+                result.refused.append(RefusedMember(_readable(rel), "unreadable", f"could not be unpacked ({reason})"))
                 continue
         result.files.append(target)
     return result

@@ -15,11 +15,13 @@ import sys
 import tempfile
 import textwrap
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pipeline import cli_flows
 from pipeline.cli import build_parser, main
 from tests import flow_support
 
@@ -120,6 +122,39 @@ def test_nothing_to_screen_is_a_usage_error(tmp_path: Path, capsys: pytest.Captu
     assert not (tmp_path / "out").exists()
 
 
+def test_hidden_entries_are_named_when_nothing_else_is_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in" / ".provider").mkdir(parents=True)
+    (tmp_path / "in" / ".provider" / "policy.txt").write_text("We keep information confidential.")
+    (tmp_path / "in" / ".DS_Store").write_text("x")  # system clutter: never named
+    assert main(["screen", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to screen" in err and "hidden, so not screened: .provider/" in err and ".DS_Store" not in err
+    assert main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no submissions" in err and "hidden, so not screened: .provider;" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_left_empty_is_removed_with_the_parents_the_run_made(tmp_path: Path) -> None:
+    (tmp_path / "kept").mkdir()
+    out = tmp_path / "kept" / "new" / "acme"
+    created = cli_flows.first_missing_folder(out)
+    assert created == tmp_path / "kept" / "new"
+    out.mkdir(parents=True)
+    cli_flows.remove_if_left_empty(out, created)
+    assert not (tmp_path / "kept" / "new").exists() and (tmp_path / "kept").is_dir()
+    # A folder that existed before the run, or one with something in it, stays.
+    assert cli_flows.first_missing_folder(tmp_path / "kept") is None
+    cli_flows.remove_if_left_empty(tmp_path / "kept", None)
+    assert (tmp_path / "kept").is_dir()
+    out.mkdir(parents=True)
+    (out / "report.json").write_text("{}")
+    cli_flows.remove_if_left_empty(out, created)
+    assert (out / "report.json").exists()
+
+
 def test_an_output_folder_that_cannot_be_made_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -199,6 +234,43 @@ def test_batch_with_broken_files_exits_3_and_lists_them(driver: Path, tmp_path: 
     proc = run_cli(driver, ["screen", str(batch / "acme-advocacy"), "--out", str(tmp_path / "one")], tmp_path / "cache")
     assert proc.returncode == 0, proc.stderr
     assert "report:" in proc.stdout and str(tmp_path / "one" / "report.json") in proc.stdout
+
+
+@pytest.mark.slow
+def test_refused_zips_members_and_hidden_providers_are_named_in_the_output(driver: Path, tmp_path: Path) -> None:
+    inputs, cache = tmp_path / "in", tmp_path / "cache"
+    inputs.mkdir()
+    with zipfile.ZipFile(inputs / "evil.zip", "w") as zf:
+        zf.writestr("policy.txt", flow_support.CONFIDENTIALITY)
+        zf.writestr("../escaped.txt", "payload")
+    # A zip refused as a whole writes nothing, and leaves no empty output folder behind (nor the parents made).
+    proc = run_cli(driver, ["screen", str(inputs / "evil.zip"), "--out", str(tmp_path / "reports" / "evil")], cache)
+    assert proc.returncode == 3, proc.stderr
+    assert "NOT SCREENED evil: the archive member '../escaped.txt' points outside the archive" in proc.stdout
+    assert not (tmp_path / "reports").exists()
+
+    # Two different members of one name: neither screened, and said so with the failed files (exit 3).
+    with (
+        pytest.warns(UserWarning, match="Duplicate name"),
+        zipfile.ZipFile(inputs / "dups.zip", "w") as zf,
+    ):
+        zf.writestr("complaints.txt", flow_support.COMPLAINTS)
+        zf.writestr("safeguarding.md", flow_support.SAFEGUARDING)
+        zf.writestr("safeguarding.md", flow_support.SAFEGUARDING + "\nA later version.\n")
+    proc = run_cli(driver, ["screen", str(inputs / "dups.zip"), "--out", str(tmp_path / "dups")], cache)
+    assert proc.returncode == 3, proc.stderr
+    assert "FAILED dups.zip/safeguarding.md: the zip holds 2 different files named 'safeguarding.md'" in proc.stdout
+
+    # A hidden provider folder in a batch: not screened, but named in the output and the summary (exit 3).
+    batch = tmp_path / "batch"
+    flow_support.make_submission(batch / "acme")
+    flow_support.make_submission(batch / ".brook", variant="\nBrook.\n")
+    proc = run_cli(driver, ["batch", str(batch), "--out", str(tmp_path / "batch-out")], cache)
+    assert proc.returncode == 3, proc.stderr
+    assert "NOT SCREENED .brook: .brook is hidden (its name starts with '.') and was not screened" in proc.stdout
+    with open(tmp_path / "batch-out" / "batch-summary.csv", encoding="utf-8-sig", newline="") as handle:
+        rows = {row["provider"]: row for row in csv.DictReader(handle)}
+    assert rows[".brook"]["status"] == "not screened" and rows["acme"]["status"] == "screened"
 
 
 def comparable(out: Path) -> dict[str, Any]:

@@ -213,6 +213,85 @@ def test_hostile_zip_submission_is_refused_and_writes_nothing_outside(tmp_path: 
     assert not any((settings.cache_dir / "work").iterdir())  # the refused zip's work folder is gone too
 
 
+def sheet_rows(book_path: Path, sheet: str) -> list[list[Any]]:
+    """The rows of one sheet of a written workbook, without the header."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(book_path, read_only=True)
+    try:
+        return [list(row) for row in book[sheet].iter_rows(min_row=2, values_only=True)]
+    finally:
+        book.close()
+
+
+def test_dotted_hidden_and_duplicate_member_names_are_screened_or_reported(tmp_path: Path, settings: Settings) -> None:
+    archive = tmp_path / "in" / "acme.zip"
+    archive.parent.mkdir()
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("..txt", flow_support.SAFEGUARDING)  # an odd but ordinary name: screened
+        zf.writestr("policy..md", flow_support.CONFIDENTIALITY)
+        zf.writestr("same.txt", flow_support.COMPLAINTS)
+        zf.writestr("same.txt", flow_support.COMPLAINTS)  # an identical copy: nothing lost
+        zf.writestr("equality.txt", "We treat everyone fairly.")
+        zf.writestr("equality.txt", "We treat everyone fairly and make reasonable adjustments.")  # which one?
+        zf.writestr(".draft.txt", "A hidden draft.")
+        zf.writestr("__MACOSX/._same.txt", "resource fork")  # system clutter: ignored without a word
+    outcome = flows.run_screen([str(archive)], tmp_path / "out", settings)
+    assert outcome.report is not None
+    assert sorted(d["name"] for d in outcome.report["documents"]) == ["..txt", "policy..md", "same.txt"]
+    # Each refused member is an error everywhere errors are shown: report.json, the coverage workbook, exit 3.
+    errors = {e["name"]: e for e in outcome.failed_files}
+    assert {name: e["code"] for name, e in errors.items()} == {
+        "acme.zip/equality.txt": "duplicate",
+        "acme.zip/.draft.txt": "hidden",
+    }
+    assert "2 different files named 'equality.txt'" in errors["acme.zip/equality.txt"]["message"]
+    assert "2 files could not be read" in outcome.report["summary"]["verdict"]
+    assert {(row[0], row[1]) for row in sheet_rows(tmp_path / "out" / "coverage.xlsx", "errors")} == {
+        ("acme.zip/equality.txt", "duplicate"),
+        ("acme.zip/.draft.txt", "hidden"),
+    }
+    assert outcome.report["skipped"] == [
+        {"name": "acme.zip/same.txt", "reason": "the zip holds this file twice with the same content; screened once"}
+    ]
+
+
+def test_hidden_files_of_a_folder_submission_are_reported(tmp_path: Path, settings: Settings) -> None:
+    sub = flow_support.make_submission(tmp_path / "in" / "acme")
+    (sub / ".old-safeguarding.md").write_text(flow_support.SAFEGUARDING, encoding="utf-8")
+    (sub / ".git").mkdir()
+    (sub / ".git" / "config").write_text("[core]", encoding="utf-8")
+    (sub / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")  # system clutter: ignored without a word
+    outcome = flows.run_screen([str(sub)], tmp_path / "out", settings)
+    assert outcome.report is not None and len(outcome.report["documents"]) == 3
+    assert [(e["name"], e["code"]) for e in outcome.failed_files] == [
+        (".git/", "hidden"),
+        (".old-safeguarding.md", "hidden"),
+    ]
+
+
+def test_a_hidden_provider_folder_in_a_batch_is_reported_not_lost(tmp_path: Path, settings: Settings) -> None:
+    batch = tmp_path / "batch"
+    flow_support.make_submission(batch / "acme", variant="\nAcme.\n")
+    flow_support.make_submission(batch / ".brook", variant="\nBrook.\n")
+    (batch / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    out = tmp_path / "out"
+    result = flows.run_batch(batch, out, settings)
+    assert result.failed  # like any submission that was not screened: exit code 3
+    by_name = {o.name: o for o in result.outcomes}
+    assert set(by_name) == {"acme", ".brook"}
+    assert by_name["acme"].report is not None and not by_name["acme"].failed_files
+    hidden = by_name[".brook"]
+    assert (
+        hidden.report is None and hidden.error_code == "hidden" and "rename it without the dot" in (hidden.error or "")
+    )
+    assert not (out / ".brook").exists()
+    errors = sheet_rows(out / "batch-summary.xlsx", "errors")
+    assert [row[:3] for row in errors] == [[".brook", "(whole submission)", "hidden"]]
+    summary = {row[1]: row for row in sheet_rows(out / "batch-summary.xlsx", "summary")}
+    assert ".brook" in summary
+
+
 def test_pipes_broken_links_and_undecodable_names_are_reported_while_the_rest_is_screened(
     tmp_path: Path, settings: Settings
 ) -> None:

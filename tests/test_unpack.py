@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import CorruptDocumentError, DocumentTooLargeError, EmptyDocumentError, HostileDocumentError
-from pipeline.unpack import is_zip_submission, safe_member_path, unpack_zip
+from pipeline.unpack import RefusedMember, is_zip_submission, safe_member_path, unpack_zip
 
 
 def make_zip(path: Path, members: dict[str, bytes], *, compression: int = zipfile.ZIP_DEFLATED) -> Path:
@@ -147,8 +147,11 @@ def test_encrypted_and_duplicate_members_are_listed(tmp_path: Path, settings: Se
     archive.write_bytes(bytes(raw))
     result = unpack_zip(archive, tmp_path / "work", settings)
     codes = {r.name: r.code for r in result.refused}
-    assert codes == {"a.txt": "duplicate", "secret.txt": "encrypted"}
-    assert (tmp_path / "work" / "A.txt").read_bytes() == b"one"
+    assert codes == {"A.txt": "duplicate", "secret.txt": "encrypted"}
+    # Two different files that one case-insensitive disk would merge: neither is screened (which is the policy?).
+    assert snapshot(tmp_path / "work") == {"dir/x.txt": b"x"}
+    message = next(r.message for r in result.refused if r.code == "duplicate")
+    assert "2 different files named 'A.txt'" in message and "'a.txt'" in message and "none was screened" in message
 
 
 def test_work_folder_must_be_empty(tmp_path: Path, settings: Settings) -> None:
@@ -187,3 +190,74 @@ def test_an_office_document_renamed_zip_is_a_document_not_a_submission(tmp_path:
     docx = make_zip(tmp_path / "policy.zip", {"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w/>"})
     assert not is_zip_submission(docx)
     assert is_zip_submission(make_zip(tmp_path / "sub.zip", {"policy.docx": docx.read_bytes()}))
+
+
+def test_names_that_merely_contain_dots_are_ordinary_files(tmp_path: Path, settings: Settings) -> None:
+    # "..txt" used to vanish without a word: its leading dot made it count as a hidden file.
+    members = {"..txt": b"one", "policy..docx": b"two", "a..b/c.txt": b"three", "...": b"four", "ok.txt": b"five"}
+    result = unpack_zip(make_zip(tmp_path / "dots.zip", members), tmp_path / "work", settings)
+    assert snapshot(tmp_path / "work") == {
+        "..txt": b"one",
+        "policy..docx": b"two",
+        "a..b/c.txt": b"three",
+        "...": b"four",
+        "ok.txt": b"five",
+    }
+    assert result.refused == [] and result.skipped == []
+
+
+@pytest.mark.parametrize("name", ["../..txt", "a/../../policy..docx", "..\\policy.docx"])
+def test_a_dot_dot_component_beside_dotted_names_still_refuses_the_archive(
+    tmp_path: Path, settings: Settings, name: str
+) -> None:
+    archive = make_zip(tmp_path / "evil.zip", {"..txt": b"fine", name: b"payload"})
+    with pytest.raises(HostileDocumentError, match="points outside"):
+        unpack_zip(archive, tmp_path / "work", settings)
+    assert not any((tmp_path / "work").iterdir())
+
+
+def test_hidden_members_are_reported_and_system_files_ignored(tmp_path: Path, settings: Settings) -> None:
+    members = {
+        "policy.txt": b"policy",
+        ".draft-policy.txt": b"hidden policy",
+        "old/.git/config": b"[core]",
+        "old/.git/HEAD": b"ref",
+        "__MACOSX/._policy.txt": b"fork",
+        "._policy.txt": b"fork",
+        "sub/.DS_Store": b"finder",
+        "Thumbs.db": b"thumbs",
+        "~$policy.docx": b"lock",
+    }
+    result = unpack_zip(make_zip(tmp_path / "mac.zip", members), tmp_path / "work", settings)
+    assert snapshot(tmp_path / "work") == {"policy.txt": b"policy"}
+    assert [(r.name, r.code) for r in result.refused] == [(".draft-policy.txt", "hidden"), ("old/.git/", "hidden")]
+    assert "hidden file" in result.refused[0].message and "rename it" in result.refused[0].message
+    assert "hidden folder" in result.refused[1].message
+    assert result.skipped == []
+
+
+def test_a_zip_of_hidden_files_only_is_not_empty_but_reported(tmp_path: Path, settings: Settings) -> None:
+    result = unpack_zip(make_zip(tmp_path / "h.zip", {".policy.txt": b"x"}), tmp_path / "work", settings)
+    assert result.files == [] and [r.code for r in result.refused] == ["hidden"]
+
+
+def test_duplicate_names_identical_copies_are_unpacked_once_different_ones_refused(
+    tmp_path: Path, settings: Settings
+) -> None:
+    archive = tmp_path / "dups.zip"
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("same.txt", b"identical")
+        zf.writestr("policy.txt", b"first version")
+        zf.writestr("same.txt", b"identical")
+        zf.writestr("policy.txt", b"second version")
+        zf.writestr("other.txt", b"other")
+    result = unpack_zip(archive, tmp_path / "work", settings)
+    assert snapshot(tmp_path / "work") == {"same.txt": b"identical", "other.txt": b"other"}
+    assert result.skipped == [
+        RefusedMember("same.txt", "same_content", "the zip holds this file twice with the same content; screened once")
+    ]
+    assert [(r.name, r.code) for r in result.refused] == [("policy.txt", "duplicate")]
+    assert result.refused[0].message == (
+        "the zip holds 2 different files named 'policy.txt'; none was screened, as nobody can tell which is the "
+        "policy: send the zip again with only the right one"
+    )
