@@ -18,7 +18,8 @@ SourceFormat = Literal["pdf", "docx", "text", "markdown"]
 
 @dataclass(frozen=True)
 class Box:
-    """A rectangle on a PDF page, in pdfplumber's convention: points, origin top-left.
+    """A rectangle on a PDF page: points, origin top-left, in the *unrotated* page (the page's ``/Rotate`` is
+    not applied, unlike pdfplumber's boxes on a turned page), which is where annotations are drawn.
 
     ``top`` and ``bottom`` are measured from the top of the page (PDF user space starts at the bottom:
     convert with ``page_height - top`` when writing annotations).

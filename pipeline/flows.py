@@ -96,6 +96,8 @@ INGEST_FIELDS = (
     "max_pages",
     "max_document_words",
     "max_uncompressed_mb",
+    "max_pdf_page_content_mb",
+    "max_pdf_content_mb",
     "convert_timeout_s",
     "max_passage_words",
     "window_sentences",

@@ -17,6 +17,12 @@ is ours and deliberately simple, tuned for what advocacy providers send (Word do
    size and weight are those of its text, not of a list number set in another font.
    Hard-wrapped lines are rejoined with a space; a paragraph that runs over a page break stays one block.
 
+Pages are laid out in the direction their text runs (``_text_turn``), so that a landscape table on a page turned
+by ``/Rotate`` reads line by line; word boxes are turned back into the unrotated page, where highlights are drawn.
+Before PDFium sees the file, each page's drawing instructions are measured without being held in memory
+(``pipeline.extract.pdf_content``): PDFium inflates and parses them whole, so a decompression bomb would exhaust
+memory.
+
 All PDFium calls hold one process-wide lock: PDFium is not thread-safe, and a caller running documents on
 threads would otherwise crash the interpreter rather than get an error.
 """
@@ -52,6 +58,7 @@ from pipeline.errors import (
     ScannedDocumentError,
 )
 from pipeline.extract.base import ReaderOutput, TextBuilder
+from pipeline.extract.pdf_content import check_content_size
 
 _PDFIUM_LOCK = threading.Lock()
 
@@ -105,6 +112,8 @@ _FORCE_BOLD_FLAG: Final = 1 << 18
 # Running headers live in the top or bottom band of the page.
 _HEADER_BAND: Final = 0.13
 _OCR_SECONDS_PER_PAGE: Final = 10.0
+# Characters sampled per page to find which way its text runs (see _text_turn).
+_ANGLE_SAMPLES: Final = 16
 
 
 @dataclass(slots=True)
@@ -143,12 +152,16 @@ class _Line:
 
 @dataclass
 class _Page:
+    """One page's lines, measured in the page's reading frame (see ``_text_turn``)."""
+
     number: int
-    height: float
+    height: float  # of the reading frame: the unrotated width when the frame is turned by 90 or 270 degrees
     lines: list[_Line] = field(default_factory=list)
     chars: int = 0
     garbled: int = 0
     objects: int = -1  # drawn objects (images, paths), counted only on pages without text
+    turn: int = 0  # degrees clockwise from the unrotated page to the reading frame: 0, 90, 180 or 270
+    size: tuple[float, float] = (0.0, 0.0)  # the unrotated visible page's width and height
 
 
 @dataclass
@@ -175,12 +188,16 @@ def read_pdf(data: bytes, settings: Settings) -> ReaderOutput:
     Password-protected files are opened with an empty password when that is all they need. A PDF without any
     text layer is passed through ``ocrmypdf`` when it is installed.
 
+    Pages are read in the direction their text runs, whatever the page's ``/Rotate``: a landscape table turned
+    on a portrait page reads line by line. Word boxes stay in the unrotated page's coordinates (see ``Box``).
+
     Raises:
         EncryptedDocumentError: a password is needed to open the file.
         CorruptDocumentError: the file is truncated or not a PDF PDFium can parse.
-        DocumentTooLargeError: more pages than ``settings.max_pages``.
+        DocumentTooLargeError: more pages than ``settings.max_pages``, or pages that inflate into more drawing
+            instructions than can be read safely (a decompression bomb).
         ScannedDocumentError: no text layer on any page and no OCR available (or OCR failed).
-        EmptyDocumentError: every page is blank.
+        EmptyDocumentError: the PDF has no pages, or every page is blank.
     """
     return _read(data, settings, allow_ocr=True)
 
@@ -189,14 +206,30 @@ def _read(data: bytes, settings: Settings, *, allow_ocr: bool) -> ReaderOutput:
     # A file cut short in transfer usually loses its trailer; PDFium can rebuild the cross-reference table and
     # open such a file, but then silently misses pages or objects, so truncation decides how failures read.
     truncated = b"%%EOF" not in data[-4096:]
+    # Before PDFium parses any page (pure Python: no need to hold PDFium's lock).
+    surveyed_pages = check_content_size(data, settings)
+    warnings: list[str] = []
     with _PDFIUM_LOCK:
-        pdf = _open(data, truncated)
+        pdf = _open(data, truncated, surveyed_pages)
         try:
-            page_count = len(pdf)
+            declared = len(pdf)
+            # In a truncated file the missing pages are lost content, not a miscount: they stay unreadable.
+            page_count = declared if truncated else _pages_held(pdf, declared, settings.max_pages)
             if page_count > settings.max_pages:
+                shown = page_count if page_count == declared else f"more than {settings.max_pages}"
                 raise DocumentTooLargeError(
-                    f"the PDF has {page_count} pages, over the limit of {settings.max_pages}: split it into "
+                    f"the PDF has {shown} pages, over the limit of {settings.max_pages}: split it into "
                     "separate policies or raise QPM_MAX_PAGES"
+                )
+            if page_count == 0:
+                # A page tree naming pages that are not in the file is broken, not empty (that is /Count 0).
+                raise CorruptDocumentError(
+                    f"could not be read: it is damaged (its page list names {declared} page(s) but none is in the "
+                    "file); upload the file again or export it from the original document"
+                )
+            if page_count < declared:
+                warnings.append(
+                    f"the PDF declares {declared} pages but holds {page_count}: the {page_count} it holds were read"
                 )
             pages, unreadable = _read_pages(pdf, page_count)
             title = _clean_title(_metadata_title(pdf))
@@ -212,6 +245,12 @@ def _read(data: bytes, settings: Settings, *, allow_ocr: bool) -> ReaderOutput:
     # Pages left with nothing once running headers are gone are scans too (a typed header over a scanned page).
     empty = [p.number for p in pages if not p.lines]
     if len(empty) == page_count:
+        if page_count < declared and not any(p.chars for p in pages):
+            # Pages missing from the page tree and no text in the rest: damage, not a blank or scanned document.
+            raise CorruptDocumentError(
+                f"could not be read: it is damaged (its page list names {declared} page(s), {page_count} of them "
+                "in the file, without text); upload the file again or export it from the original document"
+            )
         if not any(p.chars or p.objects for p in pages):
             raise EmptyDocumentError(
                 "the PDF's pages are blank (no text, no images): nothing to screen; export the policy again"
@@ -226,7 +265,6 @@ def _read(data: bytes, settings: Settings, *, allow_ocr: bool) -> ReaderOutput:
             "and upload that"
         )
 
-    warnings: list[str] = []
     if truncated:
         warnings.append("the PDF seems truncated (no end-of-file marker): some content may be missing")
     if unreadable:
@@ -257,13 +295,22 @@ def _read(data: bytes, settings: Settings, *, allow_ocr: bool) -> ReaderOutput:
     )
 
 
-def _open(data: bytes, truncated: bool) -> pdfium.PdfDocument:
+def _open(data: bytes, truncated: bool, surveyed_pages: int | None) -> pdfium.PdfDocument:
+    """Open the PDF with PDFium; ``surveyed_pages`` is the page count pypdf found (None: it could not tell)."""
     try:
         # password=None lets PDFium try the empty user password, which many "protected" PDFs use (they only
         # restrict printing or copying, which does not concern us).
         return pdfium.PdfDocument(data, password=None)
     except pdfium.PdfiumError as exc:
         code = getattr(exc, "err_code", None)
+        if _parses_without_pages(data):
+            # pypdfium2 reports a document without pages as a failure to load, with the error code PDFium set
+            # last, possibly for another file: it says nothing about this one.
+            if surveyed_pages == 0:  # pypdf finds the page tree intact and empty too: well formed, only empty
+                raise EmptyDocumentError(
+                    "the PDF has no pages: nothing to screen; export the policy again from the original document"
+                ) from None
+            code = None
         if code == pdfium_c.FPDF_ERR_PASSWORD:
             raise EncryptedDocumentError(
                 "this PDF is password-protected: remove the password and upload again"
@@ -278,6 +325,34 @@ def _open(data: bytes, truncated: bool) -> pdfium.PdfDocument:
         ) from None
 
 
+def _parses_without_pages(data: bytes) -> bool:
+    """Whether PDFium parses the file but finds no page in it (only asked once opening it has failed)."""
+    handle = pdfium_c.FPDF_LoadMemDocument64(data, len(data), None)
+    if not handle:
+        return False
+    try:
+        return pdfium_c.FPDF_GetPageCount(handle) == 0
+    finally:
+        pdfium_c.FPDF_CloseDocument(handle)
+
+
+def _pages_held(pdf: pdfium.PdfDocument, declared: int, max_pages: int) -> int:
+    """How many pages the PDF really holds, counting no further than one past ``max_pages``.
+
+    PDFium takes the page tree's ``/Count`` on trust, and a wrong one (hand-edited or hostile files) made every
+    missing page "unreadable", or refused a one-page file as too long. Where the last declared page is missing,
+    the pages are counted by looking each one up, which reads the page tree without parsing any content.
+    """
+    size = pdfium_c.FS_SIZEF()
+    if declared == 0 or pdfium_c.FPDF_GetPageSizeByIndexF(pdf.raw, declared - 1, size):
+        return declared
+    held = 0
+    for index in range(min(declared, max_pages + 1)):
+        if pdfium_c.FPDF_GetPageSizeByIndexF(pdf.raw, index, size):
+            held = index + 1  # a damaged page before the last one found still counts (it is reported unreadable)
+    return held
+
+
 def _read_pages(pdf: pdfium.PdfDocument, page_count: int) -> tuple[list[_Page], list[int]]:
     pages: list[_Page] = []
     unreadable: list[int] = []
@@ -290,10 +365,20 @@ def _read_pages(pdf: pdfium.PdfDocument, page_count: int) -> tuple[list[_Page], 
             pages.append(_Page(number, 842.0))
             continue
         try:
-            left, bottom, _right, top = page.get_bbox()
+            left, bottom, right, top = page.get_bbox()  # the visible area, unrotated
             textpage = page.get_textpage()
             try:
-                read = _read_page(textpage, number, left, top, top - bottom)
+                turn = _text_turn(textpage.raw)
+                if turn is None:
+                    turn = page.get_rotation()
+                elif turn != page.get_rotation():
+                    # PDFium orders characters and places line breaks as the page is displayed: a page turned
+                    # with its text upright underneath (a page rotated in a viewer) came out with its lines
+                    # reversed or its columns swapped. Display it with the text upright, here only, and read again.
+                    textpage.close()
+                    pdfium_c.FPDFPage_SetRotation(page.raw, turn // 90)
+                    textpage = page.get_textpage()
+                read = _read_page(textpage, number, (left, top), (right - left, top - bottom), turn)
             finally:
                 textpage.close()
             if not read.chars:
@@ -308,10 +393,16 @@ def _read_pages(pdf: pdfium.PdfDocument, page_count: int) -> tuple[list[_Page], 
     return pages, unreadable
 
 
-def _read_page(textpage: Any, number: int, left: float, top_edge: float, height: float) -> _Page:
+def _read_page(textpage: Any, number: int, corner: tuple[float, float], size: tuple[float, float], turn: int) -> _Page:
+    """Read one page's lines, measured in its reading frame: the page turned ``turn`` degrees clockwise.
+
+    ``corner`` is the visible area's top-left corner and ``size`` its width and height, all unrotated.
+    """
     raw = textpage.raw
+    left, top_edge = corner
+    width, height = size
     count = pdfium_c.FPDFText_CountChars(raw)
-    result = _Page(number, height)
+    result = _Page(number, width if turn in (90, 270) else height, turn=turn, size=size)
     if count <= 0:
         return result
     chars = _page_chars(raw, count)
@@ -322,7 +413,10 @@ def _read_page(textpage: Any, number: int, left: float, top_edge: float, height:
     def box(index: int) -> tuple[float, float, float, float]:
         if not pdfium_c.FPDFText_GetLooseCharBox(raw, index, rect):
             return (0.0, 0.0, 0.0, 0.0)
-        return (rect.left - left, top_edge - rect.top, rect.right - left, top_edge - rect.bottom)
+        # PDFium's boxes are in the unrotated page, whatever the rotation. Layout is measured where the text
+        # runs left to right, so that lines are horizontal and a word's first character is its left end.
+        unrotated = (rect.left - left, top_edge - rect.top, rect.right - left, top_edge - rect.bottom)
+        return _turned(unrotated, turn, width, height) if turn else unrotated
 
     lines: list[_Line] = []
     current: list[_Word] = []
@@ -352,6 +446,45 @@ def _read_page(textpage: Any, number: int, left: float, top_edge: float, height:
         lines.append(_make_line(raw, number, current, samples))
     result.lines = _merge_split_lines(lines)
     return result
+
+
+def _text_turn(raw: Any) -> int | None:
+    """The clockwise turn (0, 90, 180 or 270, as ``/Rotate`` counts) that sets most of the page's text upright.
+
+    Landscape tables are often portrait pages turned by ``/Rotate`` with their text drawn sideways underneath,
+    so that a viewer shows it upright; a page turned in a viewer has upright text under a ``/Rotate``; a table
+    can also be drawn sideways on an unturned page. In each case lines are lines only where the text runs left
+    to right. PDFium gives each character's angle clockwise in the unrotated page; a few characters spread over
+    the page decide (None: no text to judge by).
+    """
+    count = pdfium_c.FPDFText_CountChars(raw)
+    votes: Counter[int] = Counter()
+    for index in range(0, max(count, 0), max(1, count // _ANGLE_SAMPLES)):
+        if pdfium_c.FPDFText_GetUnicode(raw, index) <= 0x20:
+            continue  # spaces and PDFium's generated line breaks have no angle of their own
+        angle = pdfium_c.FPDFText_GetCharAngle(raw, index)
+        if angle >= 0:
+            votes[round(math.degrees(angle) / 90) % 4] += 1
+    if not votes:
+        return None
+    quarter = votes.most_common(1)[0][0]
+    return (4 - quarter) % 4 * 90
+
+
+def _turned(
+    box: tuple[float, float, float, float], turn: int, width: float, height: float
+) -> tuple[float, float, float, float]:
+    """A box ``(x0, top, x1, bottom)`` on a page ``width`` by ``height``, measured on the page turned ``turn``
+    degrees clockwise (origin at the turned page's top-left). Turning back is turning by ``360 - turn`` on the
+    turned page's own width and height."""
+    x0, top, x1, bottom = box
+    if turn == 90:
+        return height - bottom, x0, height - top, x1
+    if turn == 180:
+        return width - x1, height - bottom, width - x0, height - top
+    if turn == 270:
+        return top, width - x1, bottom, width - x0
+    return box
 
 
 def _page_chars(raw: Any, count: int) -> str:
@@ -629,6 +762,7 @@ def _assemble(pages: list[_Page], layout: _Layout) -> tuple[str, list[Block], li
     spans: list[TextSpan] = []
     page_first: dict[int, int] = {}
     pending: _Pending | None = None
+    turned = {page.number: page for page in pages if page.turn}
 
     def flush() -> None:
         nonlocal pending
@@ -640,6 +774,8 @@ def _assemble(pages: list[_Page], layout: _Layout) -> tuple[str, list[Block], li
         )
         if block is not None:
             for start, end, box in pending.words:
+                if box.page in turned:
+                    box = _unturned(box, turned[box.page])
                 spans.append(TextSpan(block.start + start, block.start + end, box))
             for page, offset in pending.page_offsets:
                 page_first.setdefault(page, block.start + offset)
@@ -661,6 +797,18 @@ def _assemble(pages: list[_Page], layout: _Layout) -> tuple[str, list[Block], li
         page_starts.append(next_start)
     page_starts.reverse()
     return text, builder.blocks, spans, page_starts
+
+
+def _unturned(box: Box, page: _Page) -> Box:
+    """A word box measured in a turned page's reading frame, back in the unrotated page.
+
+    Boxes stay in the unrotated page, as pdfplumber measures them: ``pipeline.highlight`` places annotations
+    in PDF user space, which ``/Rotate`` does not turn.
+    """
+    width, height = page.size
+    frame = (height, width) if page.turn in (90, 270) else (width, height)
+    x0, top, x1, bottom = _turned((box.x0, box.top, box.x1, box.bottom), (360 - page.turn) % 360, *frame)
+    return Box(box.page, x0, top, x1, bottom)
 
 
 def _new_block(line: _Line, layout: _Layout) -> _Pending:

@@ -6,10 +6,12 @@ import io
 from pathlib import Path
 
 import pdfplumber
+import pypdfium2 as pdfium
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader, PdfWriter
+from reportlab.lib.pagesizes import A4, landscape
 from reportlab.pdfbase.pdfmetrics import stringWidth
 
 from pipeline.config import Settings
@@ -24,7 +26,8 @@ from pipeline.errors import (
 from pipeline.extract import extract
 from pipeline.extract.base import ReaderOutput
 from pipeline.extract.pdf import _CHAR_MAP, _clean_title, read_pdf
-from tests.pdf_factory import BODY_FONT, BODY_SIZE, LOREM, BuiltPdf, build_pdf, policy_pages
+from pipeline.highlight import to_user_space
+from tests.pdf_factory import BODY_FONT, BODY_SIZE, LOREM, BuiltPdf, build_pdf, policy_pages, turn_in_viewer
 
 SETTINGS = Settings()
 HEADER = "Confidentiality Policy v2.1 - Review date March 2026"
@@ -377,3 +380,63 @@ def test_small_print_standing_alone_is_not_a_heading() -> None:
     kinds = _kinds(build_pdf([[("p", "Sharing information"), ("p", LOREM)]], header="Draft for consultation"))
     assert kinds["Draft for consultation"] == ("paragraph", "")
     assert kinds["Sharing information"] == ("heading", "")
+
+
+def _layout(out: ReaderOutput) -> list[tuple[str, str, int, str, int | None]]:
+    return [(out.text[b.start : b.end], b.kind, b.level, b.label, b.page) for b in out.blocks]
+
+
+@pytest.mark.parametrize("rotate", [90, 180, 270])
+def test_page_turned_by_rotate_reads_as_a_viewer_shows_it(rotate: int) -> None:
+    """Landscape pages as printers to PDF write them: a portrait page turned by /Rotate, its text drawn sideways
+    underneath so that a viewer shows it upright. Lines, blocks, headers and pages read as on a plain page."""
+    table: list[tuple[str, ...]] = [
+        ("h", "Retention"),
+        ("row", "Record", "Kept for"),
+        ("row", "Case file", "Six years"),
+    ]
+    pages = [*policy_pages(3), table]
+    plain = read_pdf(build_pdf(pages, header=HEADER, footer=FOOTER, pagesize=landscape(A4)).data, SETTINGS)
+    turned = read_pdf(
+        build_pdf(pages, header=HEADER, footer=FOOTER, pagesize=landscape(A4), rotate=rotate).data, SETTINGS
+    )
+    assert _layout(turned) == _layout(plain)
+    assert "3.2 Advocates must keep information" in turned.text
+    assert "Case file Six years" in _block_texts(turned)
+    assert turned.page_starts == plain.page_starts
+    assert turned.headers == [HEADER]
+    assert not turned.warnings
+
+
+@pytest.mark.parametrize("rotate", [90, 180, 270])
+def test_page_turned_in_a_viewer_reads_in_the_direction_of_its_text(rotate: int) -> None:
+    """A page turned with a viewer's "rotate page" has upright text under its /Rotate: PDFium, which orders text
+    as the page is displayed, gave its lines in reverse (90) or its columns swapped (180)."""
+    data = build_pdf(policy_pages(3), header=HEADER, footer=FOOTER).data
+    plain = read_pdf(data, SETTINGS)
+    turned = read_pdf(turn_in_viewer(data, rotate), SETTINGS)
+    assert _layout(turned) == _layout(plain)
+    assert turned.headers == [HEADER]
+    # The text is upright in the unrotated page, where boxes are measured: they are the plain page's boxes.
+    assert [s.box for s in turned.spans] == pytest.approx([s.box for s in plain.spans])
+
+
+@pytest.mark.parametrize("rotate", [90, 180, 270])
+def test_word_boxes_on_turned_pages_frame_their_words_where_highlights_go(rotate: int) -> None:
+    """Boxes stay in the unrotated page, the space pipeline.highlight writes annotations in: placed as it places
+    them, each word's box holds exactly that word (PDFium reads the text inside a rectangle of PDF space)."""
+    built = build_pdf(policy_pages(1), pagesize=landscape(A4), rotate=rotate)
+    out = read_pdf(built.data, SETTINGS)
+    page = PdfReader(io.BytesIO(built.data)).pages[0]
+    pdf = pdfium.PdfDocument(built.data)
+    try:
+        textpage = pdf[0].get_textpage()
+        for span in out.spans:
+            box = span.box
+            assert box.x0 < box.x1 and box.top < box.bottom
+            assert box.x0 >= 0 and box.x1 <= float(page.mediabox.width)
+            assert box.top >= 0 and box.bottom <= float(page.mediabox.height)
+            x0, y0, x1, y1 = to_user_space(page, (box.x0, box.top, box.x1, box.bottom))
+            assert textpage.get_text_bounded(x0, y0, x1, y1).strip() == out.text[span.start : span.end]
+    finally:
+        pdf.close()
