@@ -12,6 +12,7 @@ inflating them a chunk at a time and stopping at the limit, so the check itself 
 from __future__ import annotations
 
 import io
+import logging
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,6 +24,10 @@ from pipeline.errors import DocumentTooLargeError
 _MB: Final = 1024 * 1024
 # Inflating a chunk at a time keeps a bomb from being held in memory while it is measured.
 _INFLATE_CHUNK: Final = 1 << 20
+
+# pypdf only measures here: its warnings about damaged files ("incorrect startxref pointer") would reach the
+# user's terminal beside the verdict PDFium gives on the same file, which is the one that counts.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 # PDF filter names (with the abbreviations PDFium also accepts) that the content check decodes.
 _FILTER_KINDS: Final[dict[str, str]] = {

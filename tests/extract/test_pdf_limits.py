@@ -210,3 +210,11 @@ def test_lying_page_count_over_the_limit_says_how_many_pages_there_are_at_least(
     data = pages_pdf([stream(PAGE_TEXT)] * 3, count=100_000)
     with pytest.raises(DocumentTooLargeError, match="the PDF has more than 2 pages, over the limit of 2"):
         read_pdf(data, Settings(max_pages=2))
+
+
+def test_measuring_a_damaged_pdf_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    data = pages_pdf([stream(deflate([PAGE_TEXT]), b"/Filter /FlateDecode")])
+    at = data.rfind(b"startxref")
+    damaged = data[:at] + b"startxref\n999999\n%%EOF\n"  # pypdf warns of the wrong pointer and repairs it
+    assert read_pdf(damaged, SETTINGS).text == TEXT
+    assert not [r for r in caplog.records if r.name.startswith("pypdf")]
