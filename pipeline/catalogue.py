@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import io
 import json
 import os
 import tempfile
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from typing import Any
 import yaml
 
 from pipeline.atomic import write_text_atomic
-from pipeline.csvfile import read_csv_text
 from pipeline.errors import CatalogueError
 
 REQUIRED_FIELDS = (
@@ -375,28 +373,183 @@ REQUIRED_COLUMNS = (
 )
 
 
-def _read_sheet(path: Path) -> Any:
-    """The spreadsheet as a pandas frame of strings; ``CatalogueError`` naming the file when it cannot be read."""
-    import zipfile
+#: Bounds on what an import reads. A catalogue holds tens to a few hundred indicators (ours: 60, about 100 KB as
+#: a workbook), so these are far above any real one, and low enough that a hostile or mistaken file (millions of
+#: rows, one enormous cell, a workbook that unpacks to gigabytes) is refused in seconds and megabytes.
+MAX_IMPORT_ROWS = 1_000  # rows with content under the header row
+MAX_IMPORT_FILE_MB = 16  # the file on disk, CSV or workbook
+MAX_WORKBOOK_UNPACKED_MB = 32  # an .xlsx is a zip: its members' sizes once unpacked (openpyxl reads the strings whole)
+MAX_CELL_CHARS = 32_767  # Excel's own limit for a cell
+MAX_COLUMNS = 200
+MAX_SCANNED_ROWS = 100_000  # rows read at all, blank ones included (a workbook can claim a million empty rows)
+# Characters kept in all: a workbook can name one long shared string from every cell, a few bytes each.
+MAX_IMPORT_CHARS = MAX_IMPORT_FILE_MB * 1024 * 1024
+_MB = 1024 * 1024
 
-    import pandas as pd
+
+@dataclass(frozen=True)
+class _Sheet:
+    """The header row (names stripped and lower-cased) and the rows with content, each with its sheet row number."""
+
+    header: list[str]
+    rows: list[tuple[int, list[str]]]
+
+
+def _read_sheet(path: Path) -> _Sheet:
+    """Read the spreadsheet row by row within the import bounds; ``CatalogueError`` naming the file and the bound
+    when it is over one, or when it cannot be read.
+
+    Reading stops at the first row over a bound: neither file is ever read whole, and a workbook's unpacked size
+    is checked from its zip directory before anything is unpacked.
+    """
+    import zipfile
 
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".xlsx", ".xlsm"):
         raise CatalogueError(f"{path.name}: import expects a .csv or .xlsx file")
     if not path.is_file():
         raise CatalogueError(f"{path}: no such file")
-    kind = "a CSV file" if suffix == ".csv" else "an Excel workbook (.xlsx)"
+    kind = _kind_of(path)
     try:
-        # na_filter=False: a cell saying "NA", "None" or "nan" is text, not a missing value. skip_blank_lines=False
-        # keeps the frame's rows in step with the sheet's, so a reported row number is the one the user sees.
-        if suffix != ".csv":
-            return pd.read_excel(path, dtype=str, engine="openpyxl", na_filter=False)
-        return pd.read_csv(io.StringIO(read_csv_text(path)), dtype=str, na_filter=False, skip_blank_lines=False)
-    # ValueError covers pandas' empty-file and parser errors; BadZipFile a workbook that is not one (or is
-    # encrypted, which Excel stores in another container).
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        size = path.stat().st_size
+        if size > MAX_IMPORT_FILE_MB * _MB:
+            raise CatalogueError(
+                f"{path.name} is {size / _MB:.1f} MB, more than the {MAX_IMPORT_FILE_MB} MB an import reads "
+                "(a catalogue of a few hundred indicators is well under 1 MB)"
+            )
+        if suffix == ".csv":
+            return _read_csv(path)
+        return _read_workbook(path)
+    except CatalogueError:
+        raise
+    # OSError: unreadable; BadZipFile: a workbook that is not one (or is encrypted, which Excel stores in another
+    # container). Anything else is openpyxl failing on a malformed part (missing sheet, bad XML, bad numbers): a
+    # file we cannot read, whatever the library's exception.
+    except (OSError, zipfile.BadZipFile) as exc:
         raise CatalogueError(f"{path.name} could not be read as {kind}: {exc}") from exc
+    except Exception as exc:
+        raise CatalogueError(f"{path.name} could not be read as {kind} ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_csv(path: Path) -> _Sheet:
+    """The CSV's rows, streamed: UTF-8 (with or without Excel's byte-order mark), else Windows-1252, as
+    :func:`pipeline.csvfile.read_csv_text` decides, but deciding by reading again from the start only when a
+    byte is not UTF-8 (then undefined bytes become U+FFFD)."""
+    import csv
+
+    for encoding, errors in (("utf-8-sig", "strict"), ("cp1252", "replace")):
+        try:
+            with open(path, encoding=encoding, errors=errors, newline="") as handle:
+                # strict: a quote never closed would otherwise swallow the rest of the file into one cell.
+                reader = csv.reader(handle, strict=True)
+                try:
+                    return _collect(path, reader)
+                except csv.Error as exc:
+                    raise CatalogueError(
+                        f"{path.name} could not be read as a CSV file: line {reader.line_num}: {_csv_problem(exc)}"
+                    ) from exc
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("unreachable: cp1252 with errors='replace' decodes any byte")
+
+
+def _csv_problem(exc: Exception) -> str:
+    message = str(exc)
+    if "unexpected end of data" in message:
+        return 'a quoted cell is never closed (a missing ")'
+    if "field larger than field limit" in message:
+        return f"a cell is longer than {MAX_CELL_CHARS:,} characters"
+    return message
+
+
+def _read_workbook(path: Path) -> _Sheet:
+    """The first sheet's rows, from openpyxl in read-only mode (rows parsed as they are iterated).
+
+    The zip directory is checked first: Python's zipfile never unpacks more than a member's recorded size, so the
+    recorded sizes bound what openpyxl can unpack (the shared strings are read whole; the sheet is streamed).
+    """
+    import zipfile
+
+    import openpyxl
+
+    with zipfile.ZipFile(path) as archive:
+        unpacked = sum(info.file_size for info in archive.infolist())
+    if unpacked > MAX_WORKBOOK_UNPACKED_MB * _MB:
+        raise CatalogueError(
+            f"{path.name} unpacks to {unpacked / _MB:,.0f} MB, more than the {MAX_WORKBOOK_UNPACKED_MB} MB an "
+            "import reads: it is not a plain indicator spreadsheet (save the indicators alone in a new workbook)"
+        )
+    workbook = openpyxl.load_workbook(path, read_only=True, data_only=True, keep_links=False)
+    try:
+        if not workbook.worksheets:
+            raise CatalogueError(f"{path.name} has no worksheet")
+        sheet = workbook.worksheets[0]  # the first sheet, as Excel lists them (not whichever was last active)
+        # Bounded ranges: a sheet's own dimension (which a file can set to a million rows by 16,384 columns)
+        # would otherwise decide how many empty cells are made.
+        rows = sheet.iter_rows(max_row=MAX_SCANNED_ROWS + 1, max_col=MAX_COLUMNS + 1, values_only=True)
+        # A blank row (padded to MAX_COLUMNS + 1 cells) is passed on as [] without converting each of its cells.
+        return _collect(path, ([] if row.count(None) == len(row) else [_cell_text(v) for v in row] for row in rows))
+    finally:
+        workbook.close()
+
+
+def _cell_text(value: Any) -> str:
+    """A workbook cell as the text a person sees: empty for none, 12 rather than 12.0 for a whole number."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _collect(path: Path, rows: Iterable[list[str]]) -> _Sheet:
+    """The header and the rows with content, refusing at the first row over a bound (nothing further is read)."""
+    header: list[str] | None = None
+    kept: list[tuple[int, list[str]]] = []
+    chars = 0
+    for number, cells in enumerate(rows, start=1):
+        if number > MAX_SCANNED_ROWS:
+            raise CatalogueError(
+                f"{path.name} has more than {MAX_SCANNED_ROWS:,} rows, counting blank ones: keep the indicators "
+                "in the first rows of the first sheet"
+            )
+        for column, cell in enumerate(cells, start=1):
+            if len(cell) > MAX_CELL_CHARS:
+                raise CatalogueError(
+                    f"{path.name} row {number}, column {column}: a cell of {len(cell):,} characters, more than the "
+                    f"{MAX_CELL_CHARS:,} an import reads (Excel's own limit for a cell)"
+                )
+        if header is None:
+            while cells and not cells[-1].strip():  # trailing empty header cells are no columns
+                cells = cells[:-1]
+            if len(cells) > MAX_COLUMNS:
+                raise CatalogueError(
+                    f"{path.name} has more than {MAX_COLUMNS} columns in its header row (a catalogue needs about 20)"
+                )
+            header = [cell.strip().lower() for cell in cells]
+            continue
+        cells = [cell.strip() for cell in cells[: len(header)]]  # cells under no column name are never read
+        if not any(cells):
+            continue
+        if len(kept) == MAX_IMPORT_ROWS:
+            raise CatalogueError(
+                f"{path.name} has more than {MAX_IMPORT_ROWS:,} rows under its header row, the most an import "
+                "reads (a catalogue holds tens to a few hundred indicators)"
+            )
+        chars += sum(map(len, cells))
+        if chars > MAX_IMPORT_CHARS:
+            raise CatalogueError(
+                f"{path.name}: its cells hold more than {MAX_IMPORT_CHARS:,} characters by row {number}, more than "
+                "an import reads (a catalogue of a few hundred indicators holds well under a million)"
+            )
+        kept.append((number, cells))
+    if header is None:
+        raise CatalogueError(f"{path.name} could not be read as {_kind_of(path)}: it is empty (no header row)")
+    return _Sheet(header=header, rows=kept)
+
+
+def _kind_of(path: Path) -> str:
+    return "a CSV file" if path.suffix.lower() == ".csv" else "an Excel workbook (.xlsx)"
 
 
 def import_spreadsheet(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -405,26 +558,31 @@ def import_spreadsheet(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any]
     Columns: id, area, title, must_say, level, what_to_add, and optionally condition, basis, sources; list
     columns (exemplars, near_misses, key_terms, policy_types, sources) hold ``;``-separated items; elements are
     columns ``element_1`` .. ``element_4`` (text) with optional ``element_N_exemplars`` (``;``-separated).
-    Headers are matched ignoring case and surrounding spaces; entirely blank rows are skipped; problems name the
-    spreadsheet row (the header is row 1).
+    Headers are matched ignoring case and surrounding spaces (the first of two equal headers counts); entirely
+    blank rows are skipped; problems name the spreadsheet row (the header is row 1).
+
+    The file is read within bounds (:data:`MAX_IMPORT_ROWS` rows with content, :data:`MAX_IMPORT_FILE_MB` MB on
+    disk, :data:`MAX_WORKBOOK_UNPACKED_MB` MB unpacked, :data:`MAX_CELL_CHARS` characters a cell); a file over
+    one is refused with a ``CatalogueError`` naming it, without reading the rest.
     """
-    frame = _read_sheet(path).fillna("")
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    if not frame.map(lambda v: bool(str(v).strip())).to_numpy().any():  # the more basic problem of the two
+    sheet = _read_sheet(path)
+    if not sheet.rows:  # the more basic problem of the two
         raise CatalogueError(f"{path.name} holds no indicators: there are no rows under its header row")
-    lacking = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    lacking = [c for c in REQUIRED_COLUMNS if c not in sheet.header]
     if lacking:  # said once for the sheet, not once per row as a missing field
+        named = ", ".join(name for name in sheet.header if name)
         raise CatalogueError(
-            f"{path.name} lacks the required column(s) {', '.join(lacking)} "
-            f"(its header row has: {', '.join(map(str, frame.columns)) or 'nothing'})"
+            f"{path.name} lacks the required column(s) {', '.join(lacking)} (its header row has: {named or 'nothing'})"
         )
+    position: dict[str, int] = {}
+    for index, name in enumerate(sheet.header):
+        if name:
+            position.setdefault(name, index)
     entries: list[dict[str, Any]] = []
     sources: list[str] = []
-    for position, (_, row) in enumerate(frame.iterrows()):
-        cells = {str(k): str(v).strip() for k, v in row.items()}
-        if not any(cells.values()):
-            continue
-        sources.append(f"{path.name} row {position + 2}")
+    for number, row in sheet.rows:
+        cells = {name: (row[index] if index < len(row) else "") for name, index in position.items()}
+        sources.append(f"{path.name} row {number}")
         elements = []
         for n in range(1, 5):
             text = cells.get(f"element_{n}", "")

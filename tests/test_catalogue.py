@@ -9,7 +9,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.catalogue import import_spreadsheet, load_catalogue, write_catalogue_file
+from pipeline.catalogue import (
+    MAX_CELL_CHARS,
+    MAX_COLUMNS,
+    MAX_IMPORT_CHARS,
+    MAX_IMPORT_FILE_MB,
+    MAX_IMPORT_ROWS,
+    MAX_WORKBOOK_UNPACKED_MB,
+    import_spreadsheet,
+    load_catalogue,
+    write_catalogue_file,
+)
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.errors import CatalogueError
 
@@ -305,3 +315,161 @@ def test_an_interrupted_write_keeps_the_previous_catalogue_whole(tmp_path, monke
     assert [p.name for p in tmp_path.iterdir()] == ["team.yaml"]  # no temporary file left behind
     if expected is CatalogueError:
         assert str(out) in str(err.value) and "No space left" in str(err.value)
+
+
+# --- spreadsheet import: bounds on what is read ----------------------------------------------------------------
+
+
+def _indicator_rows(count: int) -> list[dict[str, str]]:
+    return [_row(id=f"CONF-{k:04d}") for k in range(1, count + 1)]
+
+
+def _workbook(path: Path, rows: list[dict[str, str]], extra: list[list[object]] | None = None) -> Path:
+    """An .xlsx with a header row, ``rows`` and then ``extra`` raw rows (written with openpyxl, as Excel would)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(list(_row()))
+    for row in rows:
+        sheet.append(list(row.values()))
+    for row in extra or []:
+        sheet.append(row)
+    book.save(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_import_takes_a_thousand_indicators(tmp_path, suffix) -> None:
+    sheet = tmp_path / f"team{suffix}"
+    rows = _indicator_rows(MAX_IMPORT_ROWS)
+    pd.DataFrame(rows).to_csv(sheet, index=False) if suffix == ".csv" else _workbook(sheet, rows)
+    _, entries = import_spreadsheet(sheet, META)
+    assert len(entries) == MAX_IMPORT_ROWS == 1_000
+
+
+def test_import_refuses_more_rows_than_the_bound_and_reads_no_further_in_a_csv(tmp_path) -> None:
+    sheet = tmp_path / "huge.csv"
+    pd.DataFrame(_indicator_rows(MAX_IMPORT_ROWS + 1)).to_csv(sheet, index=False)
+    with open(sheet, "a", encoding="utf-8") as handle:  # beyond the bound: text the reader would choke on
+        handle.write('"a quoted cell never closed,\n' + "x" * 200_000 + "\n")
+    with pytest.raises(CatalogueError) as err:
+        import_spreadsheet(sheet, META)
+    assert str(err.value).startswith("huge.csv has more than 1,000 rows under its header row")
+
+
+def test_import_refuses_more_rows_than_the_bound_and_reads_no_further_in_a_workbook(tmp_path) -> None:
+    import openpyxl
+
+    sheet = _workbook(tmp_path / "huge.xlsx", _indicator_rows(MAX_IMPORT_ROWS + 1))
+    # Rows that would be refused for another reason if they were reached: the row bound (row 1,002) stops first.
+    book = openpyxl.load_workbook(sheet)
+    book.active.cell(row=1_000_000, column=1, value="far below")
+    book.save(sheet)
+    with pytest.raises(CatalogueError, match=r"^huge\.xlsx has more than 1,000 rows under its header row"):
+        import_spreadsheet(sheet, META)
+
+
+def test_blank_rows_do_not_count_but_a_million_of_them_are_not_read(tmp_path) -> None:
+    rows = _indicator_rows(2)
+    sheet = _workbook(tmp_path / "gaps.xlsx", rows, [[None]] * 3 + [list(_row(id="CONF-9999").values())])
+    _, entries = import_spreadsheet(sheet, META)
+    assert [e["id"] for e in entries] == ["CONF-0001", "CONF-0002", "CONF-9999"]
+    import openpyxl
+
+    book = openpyxl.load_workbook(sheet)
+    book.active.cell(row=1_000_000, column=1, value="far below")  # a small file whose rows run to a million
+    book.save(sheet)
+    with pytest.raises(CatalogueError, match=r"more than 100,000 rows, counting blank ones"):
+        import_spreadsheet(sheet, META)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_import_refuses_a_file_over_the_size_bound_before_reading_it(tmp_path, suffix, monkeypatch) -> None:
+    sheet = tmp_path / f"big{suffix}"
+    with open(sheet, "wb") as handle:
+        handle.truncate(MAX_IMPORT_FILE_MB * 1024 * 1024 + 1)  # sparse: no disk space, no time
+    monkeypatch.setattr("builtins.open", _no_open)
+    monkeypatch.setattr("zipfile.ZipFile", _no_open)
+    with pytest.raises(CatalogueError) as err:
+        import_spreadsheet(sheet, META)
+    assert f"big{suffix} is 16.0 MB, more than the 16 MB an import reads" in str(err.value)
+
+
+def _no_open(*args: object, **kwargs: object) -> None:
+    raise AssertionError(f"the file was opened: {args}")
+
+
+def test_import_refuses_a_cell_longer_than_excel_allows_naming_row_and_column(tmp_path) -> None:
+    # A CSV only: openpyxl itself never returns a workbook cell longer than Excel's limit.
+    sheet = tmp_path / "team.csv"
+    rows = [_row(id="CONF-01"), _row(id="CONF-02", must_say="x" * (MAX_CELL_CHARS + 1))]
+    pd.DataFrame(rows).to_csv(sheet, index=False)
+    with pytest.raises(CatalogueError) as err:
+        import_spreadsheet(sheet, META)
+    assert "team.csv row 3, column 4: a cell of 32,768 characters, more than the 32,767" in str(err.value)
+
+
+def test_import_refuses_a_workbook_that_unpacks_over_the_bound_before_unpacking_it(tmp_path, monkeypatch) -> None:
+    """A zip bomb: a small .xlsx whose sheet unpacks to more than the bound (here 33 MB of one repeated letter in
+    well under 1 MB on disk). openpyxl must never be asked to open it."""
+    import zipfile
+
+    seed = _workbook(tmp_path / "seed.xlsx", _indicator_rows(1))
+    bomb = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(seed) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+        with target.open("xl/padding.xml", "w") as padding:
+            chunk = b"A" * (1024 * 1024)
+            for _ in range(MAX_WORKBOOK_UNPACKED_MB + 1):
+                padding.write(chunk)
+    assert bomb.stat().st_size < 1024 * 1024
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("openpyxl was asked to open the workbook")
+
+    monkeypatch.setattr("openpyxl.load_workbook", never)
+    with pytest.raises(CatalogueError, match=r"^bomb\.xlsx unpacks to 33 MB, more than the 32 MB an import reads"):
+        import_spreadsheet(bomb, META)
+
+
+def test_import_refuses_a_header_row_wider_than_the_bound(tmp_path) -> None:
+    sheet = tmp_path / "wide.csv"
+    header = list(_row()) + [f"extra_{k}" for k in range(MAX_COLUMNS)]
+    sheet.write_text(",".join(header) + "\n" + ",".join(_row().values()) + "\n")
+    with pytest.raises(CatalogueError, match=r"wide\.csv has more than 200 columns in its header row"):
+        import_spreadsheet(sheet, META)
+
+
+def test_import_refuses_a_workbook_whose_cells_repeat_one_long_text_past_the_bound(tmp_path) -> None:
+    """Every cell names the same shared string of 30,000 characters: a 300 KB sheet that would be 300 million
+    characters once read (each stripped cell its own copy)."""
+    import zipfile
+
+    seed = _workbook(tmp_path / "seed.xlsx", [])
+    sheet = tmp_path / "echo.xlsx"
+    long_text = "x" * 30_000 + " "
+    columns = list(_row())
+    header = "".join(f'<c t="inlineStr"><is><t>{name}</t></is></c>' for name in columns)
+    body = '<c t="s"><v>0</v></c>' * len(columns)
+    rows = "".join(f'<row r="{r}">{body}</row>' for r in range(2, MAX_IMPORT_ROWS + 2))
+    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    with zipfile.ZipFile(seed) as source, zipfile.ZipFile(sheet, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                data = (
+                    f'<worksheet xmlns="{main}"><sheetData><row r="1">{header}</row>{rows}</sheetData></worksheet>'
+                ).encode()
+            elif info.filename == "[Content_Types].xml":
+                data = data.replace(
+                    b"</Types>",
+                    b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+                    b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>',
+                )
+            target.writestr(info.filename, data)
+        target.writestr("xl/sharedStrings.xml", f'<sst xmlns="{main}"><si><t>{long_text}</t></si></sst>')
+    with pytest.raises(CatalogueError) as err:
+        import_spreadsheet(sheet, META)
+    assert f"echo.xlsx: its cells hold more than {MAX_IMPORT_CHARS:,} characters by row" in str(err.value)

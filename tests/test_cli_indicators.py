@@ -132,3 +132,14 @@ def test_import_refuses_to_write_over_the_spreadsheet(tmp_path, capsys) -> None:
     code, _, err = _run(capsys, "indicators", "import", str(sheet), "--out", str(sheet))
     assert code == 2 and "is the spreadsheet being imported" in err
     assert sheet.read_text() == HEADER + ROW
+
+
+def test_import_of_a_sheet_with_too_many_rows_is_a_usage_error_naming_the_bound(tmp_path, capsys) -> None:
+    sheet = tmp_path / "huge.csv"
+    rows = (ROW.replace("CONF-01", f"CONF-{k:05d}") for k in range(50_000))
+    sheet.write_text(HEADER + "".join(rows))
+    out = tmp_path / "team.yaml"
+    code, printed, err = _run(capsys, "indicators", "import", str(sheet), "--out", str(out))
+    assert code == 2 and printed == ""
+    assert "huge.csv has more than 1,000 rows under its header row" in err and "Traceback" not in err
+    assert not out.exists()

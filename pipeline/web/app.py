@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import __version__
 from pipeline.config import Settings
 from pipeline.web.common import AppState, log, make_templates, secret_key_path
-from pipeline.web.db import database_url, make_engine, migrate, session_factory
+from pipeline.web.db import database_url, open_database, session_factory
 from pipeline.web.security import SessionSigner, load_or_create_secret
 from pipeline.web.selftest import SelfTestScreener, build_private_matcher, model_id_for
 from pipeline.web.uploads import UploadLimits
@@ -34,6 +38,14 @@ DEFAULT_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
+SECURITY_HEADERS = {
+    "content-security-policy": DEFAULT_CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+    "cache-control": "no-store",
+}
 #: Third-party loggers that may quote document content in their warnings: kept quiet in the web app.
 QUIET_LOGGERS = ("pdfminer", "pdfplumber", "pypdf", "pypdfium2", "docx", "PIL", "sentence_transformers", "transformers")
 
@@ -85,15 +97,9 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                extra = {
-                    b"content-security-policy": DEFAULT_CSP.encode(),
-                    b"x-content-type-options": b"nosniff",
-                    b"referrer-policy": b"no-referrer",
-                    b"x-frame-options": b"DENY",
-                    b"cross-origin-opener-policy": b"same-origin",
-                    b"cache-control": b"no-store",
-                }
-                headers.extend((k, v) for k, v in extra.items() if k not in present)
+                headers.extend(
+                    (k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items() if k.encode() not in present
+                )
                 message["headers"] = headers
             await send(message)
 
@@ -151,8 +157,7 @@ def create_app(settings: Settings | None = None, *, screener_factory: ScreenerFa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Decisions and password hashes live here: readable by this account only when we create the folder.
         Path(settings.web_data_dir).expanduser().mkdir(mode=0o700, parents=True, exist_ok=True)
-        engine = make_engine(database_url(settings))
-        migrate(engine)
+        engine = open_database(database_url(settings))
         signer = SessionSigner(load_or_create_secret(secret_key_path(settings)), settings.web_session_hours * 3600)
         state = AppState(
             settings=settings,
@@ -191,8 +196,12 @@ def create_app(settings: Settings | None = None, *, screener_factory: ScreenerFa
 
     app.include_router(public.router)
     app.include_router(review.router)
-    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    # Browsers get pages, not FastAPI's JSON: every HTTP error (Starlette's base class, so the router's 404/405
+    # too), invalid path or form values, oversized forms, and anything unexpected (500).
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(_BodyTooLarge, _body_too_large)
+    app.add_exception_handler(Exception, _server_error)
     app.add_middleware(SecurityHeaders)
     return app
 
@@ -204,29 +213,111 @@ ERROR_TITLES = {
     405: "Not allowed",
     413: "Too large",
     422: "Not accepted",
+    500: "Something went wrong",
 }
+#: What a browser is told when an error carries no message of our own. The framework's own details (a multipart
+#: parser's complaint, a validator's dump of the input) are never shown: they say nothing useful to a provider or
+#: an assessor, and may quote what was sent.
+ERROR_MESSAGES = {
+    400: "The request could not be read. Go back, reload the page and try again.",
+    403: "You are not allowed to do this.",
+    404: "There is no page at this address. Check the address, or start again from one of the links below.",
+    405: "This address does not take that kind of request: use the links and forms on this site's pages.",
+    413: "What was sent is too large.",
+    422: "What was sent could not be accepted.",
+    500: "Something went wrong on our side. Please try again; if it happens again, tell whoever runs this service.",
+}
+#: Routes answering JSON (for monitoring): their errors stay FastAPI's JSON. Every other route is a page.
+JSON_ROUTES = ("/healthz",)
+CSRF_MESSAGE = "This form has expired or did not come from this site. Go back, reload the page and try again."
 
 
-async def _http_error(request: Request, exc: HTTPException) -> Response:
-    """Redirects pass through; other errors get a short page in plain words (never a stack trace)."""
-    if 300 <= exc.status_code < 400:
-        return Response(status_code=exc.status_code, headers=exc.headers)
-    detail = exc.detail if isinstance(exc.detail, str) else ""
-    if detail == "csrf":
-        detail = "This form has expired or did not come from this site. Go back, reload the page and try again."
-    state = request.app.state.qpm
+def _wants_json(request: Request) -> bool:
+    return request.url.path in JSON_ROUTES
+
+
+def error_page(request: Request, status: int, message: str = "", headers: Mapping[str, str] | None = None) -> Response:
+    """The app's error page (base layout, status kept): what was wrong and a link back; never a stack trace.
+
+    No session cookie is set (the public pages set none), and ``message`` is escaped like every other text.
+    """
+    title = ERROR_TITLES.get(status, "Error")
+    message = message or ERROR_MESSAGES.get(status, "Something went wrong.")
+    in_workspace = request.url.path.startswith("/review")
+    state = getattr(request.app.state, "qpm", None)
+    if state is None:  # before start-up finished: no templates yet, plain words still
+        return PlainTextResponse(f"{title}: {message}", status_code=status, headers=headers)
     html = state.templates.get_template("error.html").render(
-        title=ERROR_TITLES.get(exc.status_code, "Error"),
-        message=detail or ERROR_TITLES.get(exc.status_code, "Something went wrong."),
-        status=exc.status_code,
+        title=title,
+        message=message,
+        status=status,
+        back_url="/review" if in_workspace else "/",
+        back_label="Back to the submissions" if in_workspace else "Back to the self-test page",
         csrf_token="",
         request_path=request.url.path,
     )
-    return HTMLResponse(html, status_code=exc.status_code, headers=exc.headers)
+    return HTMLResponse(html, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Redirects pass through; other errors get the error page (JSON on :data:`JSON_ROUTES`).
+
+    Registered for Starlette's ``HTTPException``, the base class, so the router's own 404 and 405 and the form
+    parser's 400 get the page too (FastAPI's subclass alone covers only what our routes raise).
+    """
+    if 300 <= exc.status_code < 400:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    if _wants_json(request):
+        return await http_exception_handler(request, exc)
+    # Only our own routes' messages are shown: they raise FastAPI's HTTPException with a sentence for the user.
+    # A bare HTTPException(404) carries the status phrase ("Not Found"), which the plain-words default replaces.
+    ours = isinstance(exc, HTTPException) and isinstance(exc.detail, str)
+    detail = exc.detail if ours and exc.detail != HTTPStatus(exc.status_code).phrase else ""
+    if detail == "csrf":
+        detail = CSRF_MESSAGE
+    return error_page(request, exc.status_code, detail, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    """A path or form value of the wrong kind (``/review/submissions/abc``): 422 with the error page, saying which
+    value and why, but never echoing the value itself."""
+    if _wants_json(request):
+        return await request_validation_exception_handler(request, exc)
+    return error_page(request, 422, validation_message(exc.errors()))
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """Plain words for FastAPI's validation errors: where (address or form), which field, what was expected."""
+    where_names = {"path": "address", "query": "address", "body": "form", "header": "request", "cookie": "request"}
+    parts: list[str] = []
+    where = "request"
+    for error in list(errors)[:3]:
+        loc = [str(p) for p in error.get("loc", ())] if isinstance(error, dict) else []
+        where = where_names.get(loc[0], "request") if loc else where
+        field = loc[-1].replace("_", " ") if len(loc) > 1 else ""
+        what = str(error.get("msg", "not valid")) if isinstance(error, dict) else "not valid"
+        what = what[:1].lower() + what[1:]
+        part = f"{field}: {what}" if field else what
+        if part not in parts:
+            parts.append(part)
+    return f"This {where} is not valid ({'; '.join(parts) or 'a value is missing or of the wrong kind'})."
 
 
 async def _body_too_large(request: Request, exc: Exception) -> Response:
-    return Response("request body too large", status_code=413, media_type="text/plain")
+    return error_page(request, 413, "What was sent is too large for this form.")
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """Any unexpected exception: a plain 500 page, nothing of the exception in it. Starlette re-raises the
+    exception after this response is sent, so the server's log still has the traceback."""
+    # Starlette sends this response from its outermost middleware, outside SecurityHeaders: the headers are set
+    # here.
+    if _wants_json(request):
+        return JSONResponse({"detail": "internal error"}, status_code=500, headers=SECURITY_HEADERS)
+    try:
+        return error_page(request, 500, headers=SECURITY_HEADERS)
+    except Exception:  # the error page itself failed (a broken template): still nothing internal
+        return PlainTextResponse(ERROR_MESSAGES[500], status_code=500, headers=SECURITY_HEADERS)
 
 
 def run_server(settings: Settings, **uvicorn_options: Any) -> None:

@@ -7,9 +7,12 @@ model) happen only when a ``web`` command runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import errno
 import getpass
 import json
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,25 +34,94 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _open_db(settings: Settings) -> Any:
-    from pipeline.web.db import database_url, make_engine, migrate, session_factory
+    from pipeline.web.db import database_url, open_database, session_factory
 
-    engine = make_engine(database_url(settings))
-    migrate(engine)
+    engine = open_database(database_url(settings))  # a database that cannot be used is a ConfigError: exit 2
     return engine, session_factory(engine)
 
 
+#: uvicorn's exit status when the app cannot start (it cannot listen, or start-up failed). Here 3 means "finished
+#: but some files failed", so it becomes a usage error (2).
+UVICORN_STARTUP_FAILURE = 3
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Start the web app (uvicorn) and keep serving until interrupted."""
+    """Start the web app (uvicorn) and keep serving until interrupted.
+
+    What the server's start-up needs is checked first (the workspace folder, the database, the session key, the
+    address and port), so a bad setting is a usage error with one line saying which, not a traceback and exit 3.
+    """
     from pipeline.web.app import run_server
 
     settings = _settings(args)
+    _check_workspace(settings)
+    problem = _listen_problem(settings.web_host, settings.web_port)
+    if problem:
+        print(f"qpm-screen web: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     print(
         f"QPM Pre-screen web app on http://{settings.web_host}:{settings.web_port}/ "
         f"(assessor workspace: /review). Stop with Ctrl+C.",
         file=sys.stderr,
     )
-    run_server(settings, log_level="info" if args.verbose else "warning")
+    try:
+        run_server(settings, log_level="info" if args.verbose else "warning")
+    except SystemExit as exc:
+        if exc.code != UVICORN_STARTUP_FAILURE:
+            raise
+        # Something changed between the checks and the start (another program took the port): uvicorn has
+        # printed why.
+        print("qpm-screen web: the web app could not start (see the error above)", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
+
+
+def _check_workspace(settings: Settings) -> None:
+    """Raise ``ConfigError`` naming the setting unless the workspace folder, database and session key can be used.
+
+    The app's start-up does the same work (it is idempotent); done here first, a failure is the CLI's usage error.
+    """
+    from pipeline.config import usable_folder
+    from pipeline.errors import ConfigError
+    from pipeline.web.common import secret_key_path
+    from pipeline.web.security import load_or_create_secret
+
+    folder = Path(settings.web_data_dir).expanduser()
+    # It holds password hashes: private when we create it. If it cannot be made, usable_folder says why.
+    with contextlib.suppress(OSError):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    usable_folder(folder, "workspace folder", "QPM_WEB_DATA_DIR (or --data-dir)")
+    engine, _ = _open_db(settings)
+    engine.dispose()
+    key = secret_key_path(settings)
+    try:
+        load_or_create_secret(key)
+    except OSError as exc:
+        raise ConfigError(
+            f"the session key file {key} cannot be used ({exc.strerror or exc}): set QPM_WEB_SECRET_KEY_FILE to a "
+            "file you can write, or leave it empty (a key in the workspace folder)"
+        ) from None
+
+
+def _listen_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host``:``port``, or None. Bound and released at once, as uvicorn will
+    bind it (``SO_REUSEADDR``, so a port left in TIME_WAIT by a previous run counts as free)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except socket.gaierror:
+            return f"--host {host} (QPM_WEB_HOST) is not a known address"
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} is in use by another program: choose another with --port (QPM_WEB_PORT)"
+            if exc.errno == errno.EACCES:
+                return f"port {port} needs administrator rights: choose one above 1023 with --port (QPM_WEB_PORT)"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"--host {host} (QPM_WEB_HOST) is not an address of this machine"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -116,9 +188,20 @@ def cmd_set_password(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """Import batch output folders (or single submissions' output folders) into the workspace."""
+    """Import batch output folders (or single submissions' output folders) into the workspace.
+
+    Every folder is checked before the database is opened: one that does not exist, is a file, or holds no
+    report at all is a usage error (exit 2) and nothing is imported. A report that cannot be read is a problem
+    of that submission (exit 3, the others are imported).
+    """
     from pipeline.web.workspace import import_folder
 
+    unusable = [(folder, _import_problem(Path(folder))) for folder in args.folders]
+    unusable = [(folder, problem) for folder, problem in unusable if problem]
+    for folder, problem in unusable:
+        print(f"qpm-screen web import: {folder} {problem}", file=sys.stderr)
+    if unusable:
+        return EXIT_USAGE
     engine, sessions = _open_db(_settings(args))
     failed = False
     out: list[dict[str, Any]] = []
@@ -147,6 +230,23 @@ def cmd_import(args: argparse.Namespace) -> int:
             for problem in item["problems"]:
                 print(f"   problem: {problem}")
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _import_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be imported at all, or None: it must be a folder holding report.json itself or in
+    its sub-folders (a ``batch --out`` folder, or one submission's output folder)."""
+    from pipeline.report import REPORT_FILE
+
+    if not folder.exists():
+        return "does not exist"
+    if not folder.is_dir():
+        return "is not a folder: give a `qpm-screen batch --out` folder"
+    try:
+        if (folder / REPORT_FILE).is_file() or any((sub / REPORT_FILE).is_file() for sub in folder.iterdir()):
+            return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return f"holds no {REPORT_FILE}, nor do its sub-folders: give a `qpm-screen batch --out` folder"
 
 
 def cmd_export_labels(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ Design rules, because these rows are the record of a desktop review:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship, sessionmaker
 
@@ -184,6 +186,41 @@ def make_engine(url: str) -> Engine:
         return _make_engine(url)
     except ArgumentError as exc:  # an unknown dialect or a malformed URL
         raise ConfigError(f"the database URL {url!r} cannot be used (QPM_DATABASE_URL): {exc}") from None
+    except ImportError as exc:  # a dialect whose driver is not installed (postgresql+psycopg without psycopg)
+        raise ConfigError(
+            f"the database URL {_shown(url)} needs the Python package {exc.name or 'of its driver'}, which is not "
+            "installed (QPM_DATABASE_URL)"
+        ) from None
+
+
+def open_database(url: str) -> Engine:
+    """An engine for ``url`` with the schema migrated to the newest revision (:func:`make_engine`, :func:`migrate`).
+
+    A database that cannot be opened or migrated (a folder or another kind of file where the SQLite file should
+    be, a server that does not answer, a schema newer than this version knows) is a ``ConfigError`` naming it,
+    password hidden: a setting to fix, not a traceback.
+    """
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+    except (SQLAlchemyError, CommandError) as exc:
+        engine.dispose()
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"the database {_shown(url)} cannot be used (QPM_DATABASE_URL, or --data-dir for the default): {reason}"
+        ) from None
+    return engine
+
+
+def _shown(url: str) -> str:
+    """``url`` for a message: its password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url)
 
 
 def _make_engine(url: str) -> Engine:
@@ -192,7 +229,10 @@ def _make_engine(url: str) -> Engine:
         if path and path != ":memory:":
             folder = Path(path).parent
             if not folder.exists():
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds accounts' password hashes
+                # It holds accounts' password hashes: private when we create it. When it cannot be created,
+                # usable_folder below raises the ConfigError that says why (not an OSError traceback).
+                with contextlib.suppress(OSError):
+                    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             usable_folder(folder, "workspace folder", "QPM_WEB_DATA_DIR (or --data-dir)")
             if not Path(path).exists():
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # readable by its owner only

@@ -69,7 +69,10 @@ async def healthz(request: Request) -> Response:
     """200 when the model is loaded and the database answers; 503 while starting (or if loading failed)."""
     state = state_of(request)
     if state.load_error:
-        return JSONResponse({"status": "error", "detail": state.load_error}, status_code=503)
+        # The exception itself (it may name files and folders of this machine) is in the server's log, not here:
+        # this route answers anyone who can reach the server.
+        detail = "the screening model could not be loaded: see the server's log"
+        return JSONResponse({"status": "error", "detail": detail}, status_code=503)
     if not state.ready.is_set():
         return JSONResponse({"status": "starting"}, status_code=503)
     return JSONResponse({"status": "ready"})

@@ -67,14 +67,14 @@ def _user(request: Request, db: Session, *, admin: bool = False) -> User:
     if user is None:
         raise login_redirect(request)
     if admin and user.role != "admin":
-        raise HTTPException(status_code=403, detail="admins only")
+        raise HTTPException(status_code=403, detail="Only an administrator can do this.")
     return user
 
 
 def _submission(db: Session, submission_id: int) -> Submission:
     found = db.get(Submission, submission_id)
     if found is None:
-        raise HTTPException(status_code=404, detail="no such submission")
+        raise HTTPException(status_code=404, detail="There is no submission with this number in the workspace.")
     return found
 
 
@@ -275,7 +275,7 @@ def evidence_map(request: Request, submission_id: int) -> Response:
         submission = _submission(db, submission_id)
         html = submission.evidence_map_html
     if html is None:
-        raise HTTPException(status_code=404, detail="this submission has no evidence map")
+        raise HTTPException(status_code=404, detail="This submission has no evidence map.")
     return Response(
         html,
         media_type="text/html; charset=utf-8",
@@ -330,7 +330,7 @@ def _indicator_response(
         try:
             machine = machine_result(db, submission.id, indicator_id)
         except WorkspaceError:
-            raise HTTPException(status_code=404, detail="no such indicator") from None
+            raise HTTPException(status_code=404, detail="This submission has no indicator with this id.") from None
         detail: dict[str, Any] = next(
             (i for i in (submission.report or {}).get("indicators", []) if i.get("id") == indicator_id), {}
         )

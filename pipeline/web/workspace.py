@@ -28,8 +28,7 @@ from pipeline.web.db import (
     SignOff,
     Submission,
     User,
-    make_engine,
-    migrate,
+    open_database,
     session_factory,
 )
 from pipeline.web.security import dummy_hash, hash_password, password_problem, verify_password
@@ -570,9 +569,8 @@ def export_review_labels(db_url: str) -> list[ReviewLabel]:
     Each row has the fields of ``pipeline.labels.Label`` (document, indicator, expected, evidence) plus the
     document's sha256 and path when it can still be found, so training can pair labels with the files.
     """
-    engine = make_engine(db_url)
+    engine = open_database(db_url)  # migrated: a workspace nobody has used yet is empty, not an error
     try:
-        migrate(engine)  # a workspace nobody has used yet is empty, not an error
         with session_factory(engine)() as session:
             return review_labels(session)
     finally:
