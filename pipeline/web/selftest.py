@@ -35,6 +35,7 @@ from pipeline.match import Matcher
 from pipeline.report import RunInfo, build_report, utc_now
 from pipeline.screen import screen
 from pipeline.train import load_matcher
+from pipeline.unpack import SAME_CONTENT_CODE
 from pipeline.web.uploads import SavedFile
 
 SOURCE_LABEL = "self-test upload (deleted after screening)"
@@ -112,7 +113,7 @@ class SelfTestScreener:
             del data
             if digest in seen:  # the same file twice would count its evidence twice (as in the flow)
                 failures.append(
-                    FailedDocument(saved.name, "", "duplicate", f"same content as {seen[digest]}: screened once")
+                    FailedDocument(saved.name, "", SAME_CONTENT_CODE, f"same content as {seen[digest]}: screened once")
                 )
                 continue
             seen[digest] = saved.name
