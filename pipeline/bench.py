@@ -18,6 +18,9 @@ A benchmark prints figures; it is not a timed test. What is measured, and why th
   for the submission) with every vector already embedded: what the matcher adds to the encoder's time.
 - ``rerun_seconds``: the same submission once more, unchanged (everything cached).
 - ``batch_seconds`` / ``batch_rerun_seconds``: a batch of distinct submissions, then the same batch re-run.
+- ``batch_half_seconds``: a batch of half as many other submissions (new content), run after the full one.
+  ``batch_linearity`` = seconds per page of the full batch / seconds per page of the half one: 1.0 when cost
+  grows linearly with pages, above 1 when a bigger batch costs more per page.
 - ``peak_rss_mb``: the peak resident memory of this process.
 - ``encoder`` and ``environment``: which vectors were computed, on which CPU and torch build (speed differs
   between CPUs by more than the changes worth measuring).
@@ -277,6 +280,13 @@ def bench_all(settings: Settings, *, batch_size: int = 20, progress: bool = Fals
             batch_seconds, _ = _timed(lambda: flows.run_batch(batch_dir, work / "out" / "batch", cfg))
             say("batch re-run")
             batch_rerun, _ = _timed(lambda: flows.run_batch(batch_dir, work / "out" / "batch", cfg))
+            half = max(1, batch_size // 2)
+            say(f"a batch of {half} other submissions (linearity)")
+            half_dir = work / "in" / "half-batch"
+            half_pages = 0
+            for n in range(half):  # new content: nothing of it is in any cache
+                half_pages += build_submission(half_dir / f"provider-{n + 1:02d}", texts, pages=1, tag=f"h{n + 1}")
+            half_seconds, _ = _timed(lambda: flows.run_batch(half_dir, work / "out" / "half-batch", cfg))
         figures.update(
             {
                 "cold_seconds": round(cold, 2),
@@ -303,6 +313,10 @@ def bench_all(settings: Settings, *, batch_size: int = 20, progress: bool = Fals
                 "batch_seconds_per_page": round(batch_seconds / max(batch_pages, 1), 3),
                 "batch_rerun_seconds": round(batch_rerun, 2),
                 "batch_rerun_ratio": round(batch_rerun / batch_seconds, 3) if batch_seconds else None,
+                "batch_half_submissions": half,
+                "batch_half_pages": half_pages,
+                "batch_half_seconds": round(half_seconds, 2),
+                "batch_linearity": _linearity(batch_seconds, batch_pages, half_seconds, half_pages),
                 "encoder": encoder_id(cfg),
                 "environment": runtime_environment(),
             }
@@ -310,6 +324,14 @@ def bench_all(settings: Settings, *, batch_size: int = 20, progress: bool = Fals
         return figures
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _linearity(seconds: float, pages: int, half_seconds: float, half_pages: int) -> float | None:
+    """Seconds per page of the full batch over seconds per page of the half batch (1.0: linear in pages), to two
+    decimals; None when either batch measured nothing."""
+    if not (seconds and pages and half_seconds and half_pages):
+        return None
+    return round((seconds / pages) / (half_seconds / half_pages), 2)
 
 
 def _trivial_flow() -> None:

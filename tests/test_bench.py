@@ -51,3 +51,10 @@ def test_scoring_cost_times_matching_with_nothing_left_to_encode(settings: Setti
     assert seconds > 0
     # only the untimed first screening encoded; the timed repeats found every vector in memory
     assert flow_support.HashingEncoder.calls - before == once
+
+
+def test_linearity_compares_seconds_per_page_of_the_two_batches() -> None:
+    assert bench._linearity(20.0, 100, 10.0, 50) == pytest.approx(1.0)
+    assert bench._linearity(30.0, 100, 10.0, 50) == pytest.approx(1.5)  # the bigger batch costs more per page
+    assert bench._linearity(18.0, 100, 10.0, 48) == 0.86
+    assert bench._linearity(18.0, 100, 0.0, 0) is None
