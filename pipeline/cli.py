@@ -1,13 +1,15 @@
 """``qpm-screen``: the one command-line entry point.
 
 Exit codes: 0 everything read and screened; 3 finished but some files failed (they are listed); 2 usage or
-configuration error. A bad file never produces a traceback.
+configuration error; 130 or 143 stopped by Ctrl+C or SIGTERM. A bad file never produces a traceback, and neither
+does stopping a run (see :func:`main`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -414,17 +416,158 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, ``timeout``, a service manager stopping the tool), handled as Ctrl+C is."""
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated
+INTERRUPTED_MESSAGE = "qpm-screen: interrupted; finished outputs are complete, nothing half-written was kept"
+_stop = threading.Event()  # set once Ctrl+C or SIGTERM has asked this process to stop
+_exiting = threading.Event()  # set when main() has returned as the console script: the process is ending
+_raise_exceptions_before_stop = logging.raiseExceptions
+_HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _begin_stop() -> None:
+    """Note that this process is being stopped; from now on what libraries report about the stop is noise."""
+    global _raise_exceptions_before_stop
+    if _stop.is_set():
+        return
+    _stop.set()
+    # The stdlib switch that logging handlers consult before printing their own delivery failures, as Prefect's
+    # API log worker does ("--- Error logging to API ---"): during a stop, a line its server can no longer take
+    # is expected, not news.
+    _raise_exceptions_before_stop, logging.raiseExceptions = logging.raiseExceptions, False
+
+
+def _reset_stop() -> None:
+    """Forget an earlier stop (``main`` called again in the same process, as tests do)."""
+    _exiting.clear()
+    if _stop.is_set():
+        _stop.clear()
+        logging.raiseExceptions = _raise_exceptions_before_stop
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    # Ignored while a stop is under way or the process is ending anyway: raised again, the interrupt would cut
+    # the clean-up short (Prefect recording the stopped run, draining its logs, stopping its server at exit)
+    # and print that as tracebacks.
+    if _stop.is_set() or _exiting.is_set():
+        return
+    _begin_stop()
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    """Handle SIGTERM, and SIGINT unless it is ignored, with :func:`_on_signal`; returns the handlers replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, Any] = {}
+    for signum in _HANDLED_SIGNALS:
+        current = signal.getsignal(signum)
+        # An ignored SIGINT (a job started in the background by a script) stays ignored.
+        if signum == signal.SIGINT and current is not signal.default_int_handler:
+            continue
+        previous[signum] = signal.signal(signum, _on_signal)
+    return previous
+
+
+def _termination_signal(exc: BaseException) -> int | None:
+    """The signal number of Prefect's ``TerminationSignal`` (its SIGTERM handler's exception inside a flow run)."""
+    prefect_exceptions = sys.modules.get("prefect.exceptions")  # never imported here just to look
+    kind = getattr(prefect_exceptions, "TerminationSignal", None)
+    return int(exc.signal) if kind is not None and isinstance(exc, kind) else None
+
+
+def interrupt_exit_code(exc: BaseException | None) -> int | None:
+    """130 (Ctrl+C) or 143 (SIGTERM) when ``exc`` is an interrupt or was raised while one was being handled;
+    None for any other exception.
+
+    The second case is real: inside a flow run Prefect reports the interrupted run to its server, and when the
+    server went with the same signal (a service manager signals every process of the service) that report fails
+    with a connection error which replaces the interrupt.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, Terminated):
+            return 128 + signal.SIGTERM
+        if isinstance(exc, KeyboardInterrupt):
+            return 128 + signal.SIGINT
+        signum = _termination_signal(exc)
+        if signum is not None:
+            return 128 + signum
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _main_thread_interrupted() -> bool:
+    """Whether the main thread is handling Ctrl+C or SIGTERM (signals are raised there and nowhere else)."""
+    current = getattr(sys, "_current_exceptions", None)  # CPython's; without it, other signs of a stop serve
+    if current is None:
+        return False
+    got = current().get(threading.main_thread().ident)
+    return interrupt_exit_code(got[1] if isinstance(got, tuple) else got) is not None  # a tuple before 3.12
+
+
+class QuietWhileStopping(logging.Filter):
+    """Lets no record through once this process is being stopped by Ctrl+C or SIGTERM.
+
+    What Prefect logs then is about the stop itself: "Crash detected! Execution was aborted by a termination
+    signal", task runs finished in state Crashed, its event and log workers failing to reach a server that went
+    with the signal; each at ERROR and some also queued for the server. The command says it in one line of its
+    own (:data:`INTERRUPTED_MESSAGE`). Inside a flow run Prefect's own SIGTERM handler runs instead of this
+    module's, so the stop is also recognised by the main thread handling an interrupt (any thread may log), or by
+    the record being logged while one is handled. Before a stop every record passes: errors stay visible.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False once stopping (the record is dropped); True otherwise."""
+        if not _stop.is_set():
+            logged = record.exc_info[1] if record.exc_info else None
+            if (
+                interrupt_exit_code(sys.exc_info()[1]) is None
+                and interrupt_exit_code(logged) is None
+                and not _main_thread_interrupted()
+            ):
+                return True
+            _begin_stop()
+        return False
+
+
+_QUIET = QuietWhileStopping()
+
+
+def quiet_logs_while_stopping() -> None:
+    """Attach :class:`QuietWhileStopping` to every logging handler configured so far (Prefect's console and API
+    handlers: call after Prefect is imported, which configures them). Without ``--verbose`` only."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for handler in {h for lg in loggers if isinstance(lg, logging.Logger) for h in lg.handlers}:
+        if _QUIET not in handler.filters:
+            handler.addFilter(_QUIET)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``qpm-screen`` console script."""
+    """Entry point of the ``qpm-screen`` console script (``argv`` None: the command line).
+
+    Ctrl+C and SIGTERM (``kill``, ``timeout``, a service manager) stop any command the same way, at any stage:
+    the interrupted message, exit code 130 or 143, and only finished outputs kept (every output is written
+    atomically). What Prefect and its embedded server would print about the stop is kept off the terminal: see
+    :class:`QuietWhileStopping` and :func:`pipeline.prefect_home.detach_embedded_server`. As the console script,
+    a signal arriving once the command has finished, while the process shuts down, is ignored; called with
+    ``argv`` (from Python), the signal handlers it found are put back.
+    """
     limit_malloc_arenas()
-    # Without this a SIGTERM ended the process mid-flow and Prefect's log handler printed tracebacks about its
+    _reset_stop()
+    # Without these a SIGTERM ended the process mid-flow and Prefect's log handler printed tracebacks about its
     # vanished server; as an interrupt, the flows stop cleanly and only finished outputs remain.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    previous = _install_signal_handlers()
+    try:
+        return _run(argv)
+    finally:
+        if argv is None:
+            _exiting.set()
+        else:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "indicators" and args.action == "import" and not (args.file or args.target):
@@ -434,9 +577,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"qpm-screen: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt as exc:
-        print("qpm-screen: interrupted; finished outputs are complete, nothing half-written was kept", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+    except BaseException as exc:
+        code = interrupt_exit_code(exc)
+        if code is None:
+            raise
+        _begin_stop()
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

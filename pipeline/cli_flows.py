@@ -5,7 +5,9 @@ commands runs, after the environment it reads at import time (``PREFECT_HOME``, 
 from the settings and flags; importing this module stays cheap and never fails without Prefect.
 
 Exit codes: 0 everything screened; 3 finished but some files (or whole submissions) could not be read, and they
-are listed; 2 usage or configuration error. A bad file never produces a traceback.
+are listed; 2 usage or configuration error; 130 or 143 stopped by Ctrl+C or SIGTERM (see ``pipeline.cli.main``).
+A bad file never produces a traceback. A submission that could not be screened at all leaves no earlier report
+passing for current in its output folder: see ``pipeline.report.set_aside_earlier_outputs``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, settings_from_args
+from pipeline.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, quiet_logs_while_stopping, settings_from_args
 from pipeline.config import Settings
 from pipeline.inputs import HIDDEN_CODE, batch_entries, collect_files, hidden_entries
 from pipeline.prefect_home import use_default_home
@@ -119,11 +121,17 @@ def prepare_output_folder(out: Path) -> str | None:
     return None
 
 
-def _check_ready(settings: Settings) -> None:
-    """Fail early (a ConfigError, exit 2) on a missing catalogue or model, before any flow starts."""
+def _check_ready(settings: Settings, *, verbose: bool) -> None:
+    """Fail early (a ConfigError, exit 2) on a missing catalogue or model, before any flow starts.
+
+    Also, once Prefect is imported (its logging configured), keeps its reports about a Ctrl+C or SIGTERM off the
+    terminal unless ``verbose``: see :class:`pipeline.cli.QuietWhileStopping`.
+    """
     from pipeline import flows
     from pipeline.catalogue import load_catalogue
 
+    if not verbose:
+        quiet_logs_while_stopping()
     load_catalogue(settings.catalogue_path)
     flows.get_matcher(settings)  # loads (and checks) the trained model once; the flows reuse it
 
@@ -174,6 +182,8 @@ def outcome_json(outcome: SubmissionOutcome) -> dict[str, Any]:
     data: dict[str, Any] = {"name": outcome.name, "out_dir": outcome.out_dir, "reused": outcome.reused}
     if report is None:
         data.update(screened=False, error={"code": outcome.error_code, "message": outcome.error})
+        # Set when out_dir held an earlier run's outputs: where they went, and the notice saying they are not current.
+        data.update(not_screened_notice=outcome.notice, earlier_outputs=outcome.earlier_outputs)
         return data
     summary = report["summary"]
     data.update(
@@ -192,6 +202,11 @@ def outcome_json(outcome: SubmissionOutcome) -> dict[str, Any]:
 def _print_outcome(outcome: SubmissionOutcome) -> None:
     if outcome.report is None:
         print(f"NOT SCREENED {outcome.name}: {outcome.error}")
+        # An earlier run's reports in the output folder were moved aside, so that none passes for this run's.
+        if outcome.earlier_outputs:
+            print(f"  earlier outputs, not current, moved to: {outcome.earlier_outputs}")
+        if outcome.notice:
+            print(f"  see: {outcome.notice}")
         return
     summary = outcome.report["summary"]
     counts = summary["counts"]
@@ -242,7 +257,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
         return _error("screen", problem)
     # Settings, catalogue and model first: a configuration error must not leave an empty output folder behind.
     prepare_prefect(settings, verbose=args.verbose)
-    _check_ready(settings)
+    _check_ready(settings, verbose=args.verbose)
     created = first_missing_folder(out)
     problem = prepare_output_folder(out)
     if problem:
@@ -290,7 +305,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             "batch", f"{batch_dir} holds no submissions: put each provider's files in a sub-folder or zip{note}"
         )
     prepare_prefect(settings, verbose=args.verbose)
-    _check_ready(settings)
+    _check_ready(settings, verbose=args.verbose)
     problem = prepare_output_folder(out)
     if problem:
         return _error("batch", problem)
@@ -373,7 +388,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         figures = bench.bench_extract(settings)
     else:
         prepare_prefect(settings, verbose=args.verbose)
-        _check_ready(settings)
+        _check_ready(settings, verbose=args.verbose)
         figures = bench.bench_all(settings, batch_size=args.batch_size, progress=not args.json)
     if args.json:
         _print_json(figures)

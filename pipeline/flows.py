@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 
 from pipeline.config import Settings
-from pipeline.prefect_home import use_default_home
+from pipeline.prefect_home import detach_embedded_server, use_default_home
 
 # Decided before the first import of prefect, which reads its settings once at import time. (The check repeats
 # use_default_home's own, but as an `if` it keeps the imports below from counting as misplaced.)
@@ -82,6 +82,7 @@ from pipeline.report import (
     RunInfo,
     build_report,
     read_report,
+    set_aside_earlier_outputs,
     utc_now,
     write_batch_summary,
     write_submission_reports,
@@ -491,6 +492,34 @@ def _md(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]<>()#+!|])", r"\\\1", text)
 
 
+# --- stopping a batch ---------------------------------------------------------------------------------------
+
+
+class BatchStopped(KeyboardInterrupt):
+    """Raised inside a submission of a batch that Ctrl+C or SIGTERM is stopping, at its next stage.
+
+    A KeyboardInterrupt, so Prefect records that submission's flow run as crashed by an interrupt, as it does the
+    batch's own, and nothing catches it as a failed submission.
+    """
+
+
+# The stop request of the batch a submission belongs to. Each submission runs in a copy of the batch flow's
+# context (see screen_batch), so it sees the batch's Event; a submission run on its own sees None.
+_batch_stop: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("qpm_batch_stop", default=None)
+
+
+def stop_point(name: str) -> None:
+    """Leave off here (raise :class:`BatchStopped`) if this submission's batch is being stopped.
+
+    Python raises a signal in the main thread only, where the batch flow waits; its submissions run in worker
+    threads and would otherwise each run to the end, so a stop would wait for every submission already started.
+    Called between stages, never while a file is being written: what a submission has written stays complete.
+    """
+    stop = _batch_stop.get()
+    if stop is not None and stop.is_set():
+        raise BatchStopped(f"{name}: the batch is being stopped")
+
+
 # --- screen_submission --------------------------------------------------------------------------------------
 
 
@@ -505,11 +534,37 @@ class SubmissionOutcome:
     error_code: str | None = None
     written: list[str] = field(default_factory=list)
     reused: bool = False  # outputs from an earlier run with the same inputs were kept
+    notice: str | None = None  # not screened: the NOT-SCREENED.txt in out_dir, when it held earlier outputs
+    earlier_outputs: str | None = None  # not screened: where those earlier outputs were moved
 
     @property
     def failed_files(self) -> list[dict[str, str]]:
         """Files (or archive members) that could not be read."""
         return list(self.report["errors"]) if self.report else []
+
+
+def not_screened(name: str, source: str, out: Path, error: str, code: str | None) -> SubmissionOutcome:
+    """The outcome of a submission that could not be screened at all, its earlier outputs in ``out`` set aside
+    so that none passes for current (see :func:`pipeline.report.set_aside_earlier_outputs`: moved, not deleted,
+    with a NOT-SCREENED.txt saying why)."""
+    try:
+        notice = set_aside_earlier_outputs(out, name=name, source=source, error=error, code=code, when=utc_now())
+    except OSError as exc:  # said with the reason rather than lost: the folder may still hold an old report
+        reason = exc.strerror or type(exc).__name__
+        return SubmissionOutcome(
+            name=name,
+            out_dir=str(out),
+            error=f"{error} (the earlier outputs in {out} could not be marked as out of date: {reason})",
+            error_code=code,
+        )
+    return SubmissionOutcome(
+        name=name,
+        out_dir=str(out),
+        error=error,
+        error_code=code,
+        notice=str(notice.path) if notice else None,
+        earlier_outputs=str(notice.earlier_outputs) if notice and notice.earlier_outputs else None,
+    )
 
 
 def input_key(
@@ -539,6 +594,10 @@ def screen_submission(
 ) -> SubmissionOutcome:
     """Screen one submission (a folder, a .zip, or a list of files) and write its reports into ``out_dir``.
 
+    A submission that cannot be screened at all (a zip named directly that is damaged or refused as a whole) gets
+    no reports; reports of an earlier run in ``out_dir`` are moved aside, with a NOT-SCREENED.txt saying why
+    (:func:`not_screened`).
+
     Args:
         source: a folder, a zip, a file, or a list of files and folders: together, one provider's submission.
         out_dir: where report.json, coverage.csv and coverage.xlsx go (created; never inside an input folder).
@@ -558,7 +617,7 @@ def screen_submission(
         resolved = resolve_source(sources, cfg)
     except DocumentError as exc:
         logger.warning("%s could not be unpacked: %s", name, exc)
-        return SubmissionOutcome(name=name, out_dir=str(out), error=exc.args[0], error_code=exc.code)
+        return not_screened(name, ", ".join(sources), out, exc.args[0], exc.code)
     try:
         return _screen_resolved(name, sources, resolved, out, cfg, refresh, run_date, started)
     finally:
@@ -647,6 +706,7 @@ def _screen_resolved(
 ) -> SubmissionOutcome:
     logger = get_run_logger()
     matcher, _ = get_matcher(cfg)
+    stop_point(name)
     plan = plan_jobs(resolved, cfg, run_date)
     jobs, refused, failures, key = plan.jobs, plan.refused, plan.failures, plan.key
     previous = None if refresh else reusable_report(plan, out)
@@ -660,6 +720,7 @@ def _screen_resolved(
     futures = [screen_t.submit(job) for job in jobs]
     documents: list[IngestedDocument] = []
     for job, fut in zip(jobs, futures, strict=True):
+        stop_point(name)  # leaving the flow cancels the document tasks not started
         got = fut.result()
         if isinstance(got, FailedDocument):
             failures.append(dataclasses.replace(got, path=job.path))
@@ -670,6 +731,7 @@ def _screen_resolved(
         document = dataclasses.replace(got.document, path=job.path)
         documents.append(IngestedDocument(document=document, passages=got.passages))
         _emit("document", name=job.name, ok=True)
+    stop_point(name)
     _emit("scoring", name=name, documents=len(documents))
     scored = score_task(Opaque(documents), cfg) if documents else []
     # Deciding is cheap and needs every document of the submission at once: it runs here, not as a task.
@@ -685,7 +747,9 @@ def _screen_resolved(
     )
     report = build_report(result, matcher.catalogue, run)
     report["skipped"] = [{"name": r.name, "reason": r.message} for r in refused if r.code in SKIPPED_CODES]
+    stop_point(name)
     written = write_task(Opaque(result), Opaque(report), str(out))
+    stop_point(name)  # the outputs are complete; the artifacts are only a convenience in Prefect's UI
     try:
         _artifacts(name, report, out)
     except Exception as exc:  # the UI summary is a convenience; never lose a finished report over it
@@ -723,7 +787,9 @@ def screen_batch(
     """Screen every submission in ``batch_dir`` (sub-folders and zips) into ``out_dir/<name>/``, then write
     ``batch-summary.csv`` and ``batch-summary.xlsx`` into ``out_dir``.
 
-    At most ``concurrency`` submissions run at once; one failing never stops the others.
+    At most ``concurrency`` submissions run at once; one failing never stops the others. Ctrl+C or SIGTERM stops
+    the batch promptly: submissions not started are dropped, running ones leave off at their next stage
+    (:func:`stop_point`), no summary is written, and a re-run does the rest.
     ``dask_address`` sends document tasks to a Dask cluster (``tcp://host:8786``).
     """
     cfg = settings_from_params(settings)
@@ -735,6 +801,7 @@ def screen_batch(
     run_date = date.fromisoformat(today) if today else date.today()
 
     def run_one(name: str, path: Path) -> SubmissionOutcome:
+        stop_point(name)
         try:
             kept = None if refresh else unchanged_outcome(name, path, out / name, cfg, run_date)
             if kept is not None:
@@ -749,31 +816,42 @@ def screen_batch(
             )
         except Exception as exc:  # a bug or a broken environment in one submission must not stop the batch
             logger.error("submission %s failed: %s: %s", name, type(exc).__name__, exc)
-            return SubmissionOutcome(
-                name=name,
-                out_dir=str(out / name),
-                error=f"internal error: {type(exc).__name__}: {exc}",
-                error_code="internal",
-            )
+            return not_screened(name, str(path), out / name, f"internal error: {type(exc).__name__}: {exc}", "internal")
 
     outcomes: dict[str, SubmissionOutcome] = {}
     _emit("submissions", total=len(entries))
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="qpm-submission") as pool:
-        # Each thread runs its subflow in a copy of this flow's context, so Prefect links it as a child run.
-        futures = {
-            item.name: pool.submit(contextvars.copy_context().run, run_one, item.name, item.path)
-            for item in entries
-            if item.path is not None and item.problem is None
-        }
-        for item in entries:
-            if item.problem is not None:
-                # Not screened (a loose file, an empty or hidden folder): a row of its own in the summary and its
-                # errors sheet, and exit code 3, like a submission that could not be read.
-                outcomes[item.name] = SubmissionOutcome(
-                    name=item.name, out_dir="", error=item.problem, error_code=item.code
-                )
-        for name, fut in futures.items():
-            outcomes[name] = fut.result()
+    stop = threading.Event()
+    # Set before the contexts are copied for the submissions below; reset after, so that a flow run later in this
+    # thread (a test, the web app) never sees this batch's stop.
+    token = _batch_stop.set(stop)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="qpm-submission") as pool:
+            # Each thread runs its subflow in a copy of this flow's context, so Prefect links it as a child run.
+            futures = {
+                item.name: pool.submit(contextvars.copy_context().run, run_one, item.name, item.path)
+                for item in entries
+                if item.path is not None and item.problem is None
+            }
+            for item in entries:
+                if item.problem is not None:
+                    # Not screened (a loose file, an empty or hidden folder): a row of its own in the summary and its
+                    # errors sheet, and exit code 3, like a submission that could not be read. A folder of that name
+                    # from an earlier batch is set aside like any other submission's that could not be screened.
+                    source = str(item.path or Path(batch_dir) / item.name)
+                    kept = not_screened(item.name, source, out / item.name, item.problem, item.code)
+                    outcomes[item.name] = dataclasses.replace(kept, out_dir=kept.out_dir if kept.notice else "")
+            try:
+                for name, fut in futures.items():
+                    outcomes[name] = fut.result()
+            except BaseException:
+                # Only Ctrl+C or SIGTERM gets here (run_one turns every error into an outcome). Submissions not started
+                # are dropped and running ones leave off at their next stage (stop_point): the stop does not wait for
+                # the rest of the batch. Whatever a submission finished is complete; a re-run does the rest.
+                stop.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    finally:
+        _batch_stop.reset(token)
     ordered = [outcomes[item.name] for item in entries]
     catalogue = _catalogue(cfg)
     summary = write_batch_summary(
@@ -784,6 +862,7 @@ def screen_batch(
                 out_dir=Path(o.out_dir) if o.report else None,
                 error=o.error,
                 error_code=o.error_code,
+                notice=Path(o.notice) if o.notice else None,
             )
             for o in ordered
         ],
@@ -823,7 +902,9 @@ def local_dask_cluster(workers: int | None) -> Iterator[str | None]:
 
 @contextlib.contextmanager
 def prefect_runtime() -> Iterator[None]:
-    """Settings for a run in this process: with the embedded server, no flow-run heartbeats.
+    """Settings for a run in this process. With the embedded server: no flow-run heartbeats, and the server runs
+    apart from this process (its own session, its output in a log file: see
+    :func:`pipeline.prefect_home.detach_embedded_server`), so Ctrl+C or SIGTERM stops a run without its tracebacks.
 
     Heartbeats let a Prefect server notice crashed runs of a worker; with the embedded server nobody listens,
     and each flow run would wait up to a second for its heartbeat thread to stop.
@@ -831,6 +912,7 @@ def prefect_runtime() -> Iterator[None]:
     if PREFECT_API_URL.value():
         yield
         return
+    detach_embedded_server()
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
 

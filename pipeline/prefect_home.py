@@ -1,25 +1,33 @@
-"""The embedded Prefect server's home folder, and keeping its run history from growing without bound.
+"""The embedded Prefect server: its home folder, its run history kept from growing without bound, and its process.
 
 In its embedded (ephemeral) mode Prefect keeps every flow run, task run, state, event and artifact in
 ``<home>/prefect.db`` and runs none of its clean-up services: measured here, about 0.2 MB per screened
 submission. Cached task results and all outputs live elsewhere, so the history is safe to start afresh.
 Each process of this tool holds a shared lock on the home while it may use the server; the history is moved
 aside only when nobody else holds one, so a running screen never loses its database under it.
+
+The server itself runs apart from the command that starts it (:func:`detach_embedded_server`): in a session of
+its own, with its output in ``<home>/server.log``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pipeline.config import Settings, usable_folder
 
 DATABASE = "prefect.db"
 PREVIOUS = "prefect.db.previous"
 LOCK = ".qpm-screen.lock"
+SERVER_LOG = "server.log"
+SERVER_LOG_MAX_BYTES = 1024 * 1024  # moved aside to server.log.previous past this, when a server starts
 _SQLITE_SIDE_FILES = ("-wal", "-shm")
 _held: list[IO[bytes]] = []  # this process's lock on its home, open for the life of the process
 
@@ -101,3 +109,103 @@ def _stop_orphaned_servers(home: Path) -> list[int]:
     if stopped:
         logging.getLogger(__name__).warning("stopped %d Prefect server(s) left running by a killed run", len(stopped))
     return stopped
+
+
+# --- the server process -------------------------------------------------------------------------------------
+
+
+def detach_embedded_server() -> None:
+    """Have the embedded server this process starts (on its first Prefect client, when no ``PREFECT_API_URL`` is
+    set) run in a session of its own, writing its output to ``<PREFECT_HOME>/server.log`` instead of the terminal.
+
+    Why: Prefect starts it as a plain child that shares the command's process group and terminal. Ctrl+C in a
+    terminal, ``timeout`` and ``kill -- -PGID`` signal the whole group, so the server stopped at the very moment
+    the command began reporting its interrupted flow run to it: Prefect's client retried for about a minute, then
+    its connection error replaced the interrupt (a traceback and exit code 1, not 130 or 143). A signal to the
+    command alone let it exit at once, and Prefect's exit hook stopped the server while it was still recording
+    that report: the server's own tracebacks appeared on the terminal as if the run had failed. Apart, the server
+    outlives the signal until the command's exit hook stops it (as before), and what it logs while stopping stays
+    in its log. One killed outright with the command is still found and stopped by :func:`_stop_orphaned_servers`
+    (same command line and environment as Prefect's own).
+
+    Call before the first Prefect client of the process is made; a server already running is left as it is.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
+    # Prefect keeps one server per port; the embedded one is the instance for "no port" (None), which every
+    # client asks for with SubprocessASGIServer(). Creating ours first makes it that instance.
+    if None not in SubprocessASGIServer._instances:
+        _detached_server_class()()
+
+
+@functools.cache
+def _detached_server_class() -> type[Any]:
+    # Defined on first use: this module is imported before Prefect's environment is decided, so it must not
+    # import Prefect at the top.
+    import prefect
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_HOME, get_current_settings
+
+    class DetachedServer(SubprocessASGIServer):
+        """Prefect's embedded server, started in its own session with its output in ``server.log``."""
+
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            log_path = server_log_path(Path(PREFECT_HOME.value()))
+            # The command and environment are Prefect 3.8's own (prefect.server.api.server), so the server
+            # behaves as Prefect's would and a leftover one is recognised by _stop_orphaned_servers.
+            with open(log_path, "ab") as log:
+                return subprocess.Popen(
+                    args=[
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "--app-dir",
+                        str(prefect.__module_path__.parent),
+                        "--factory",
+                        "prefect.server.api.server:create_app",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(self.port),
+                        "--log-level",
+                        "error",
+                        "--lifespan",
+                        "on",
+                    ],
+                    env={
+                        **os.environ,
+                        "PREFECT_UI_ENABLED": "0",
+                        "PREFECT__SERVER_EPHEMERAL": "1",
+                        "PREFECT__SERVER_FINAL": "1",
+                        **get_current_settings().to_environment_variables(exclude_unset=True),
+                    },
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # signals sent to the command's process group do not reach it
+                )
+
+        def start(self, timeout: int | None = None) -> None:
+            try:
+                super().start(timeout)
+            except RuntimeError as exc:  # Prefect's "timed out"; the reason is in the server's output, now a file
+                log_path = Path(PREFECT_HOME.value()) / SERVER_LOG
+                raise RuntimeError(f"{exc} The embedded Prefect server's log: {log_path}") from exc
+
+    return DetachedServer
+
+
+def server_log_path(home: Path) -> Path:
+    """``<home>/server.log``, ready to append to; one grown past ``SERVER_LOG_MAX_BYTES`` is first moved to
+    ``server.log.previous`` (replacing an older one).
+
+    Safe while another process's server still writes to it: that one goes on appending to the moved file.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home / SERVER_LOG
+    try:
+        if log_path.stat().st_size > SERVER_LOG_MAX_BYTES:
+            os.replace(log_path, home / f"{SERVER_LOG}.previous")
+    except FileNotFoundError:
+        pass
+    return log_path

@@ -2,7 +2,12 @@
 
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so a run killed at
 any moment leaves either the previous complete file or the new complete file, never half of one. ``report.json``
-is written last: its presence means the submission's outputs are complete.
+is written last, and an earlier one is removed before the first new file: its presence means the outputs beside
+it are complete and from one run.
+
+A submission that cannot be screened at all (a damaged zip, one refused as a whole) never leaves an earlier run's
+outputs passing for current: they are moved aside, unchanged, and ``NOT-SCREENED.txt`` says why (see
+:func:`set_aside_earlier_outputs`).
 
 The JSON schema is versioned (``SCHEMA_VERSION``) and documented in ``docs/report-schema.md``; add fields
 freely, but bump the major version when removing or changing one.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +35,7 @@ from pipeline import __version__
 from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.catalogue import Catalogue
 from pipeline.coverage import STATUSES
+from pipeline.highlight import HIGHLIGHT_DIR
 
 if TYPE_CHECKING:
     from pipeline.screen import SubmissionResult
@@ -40,6 +47,14 @@ COVERAGE_CSV = "coverage.csv"
 COVERAGE_XLSX = "coverage.xlsx"
 BATCH_CSV = "batch-summary.csv"
 BATCH_XLSX = "batch-summary.xlsx"
+NOT_SCREENED_FILE = "NOT-SCREENED.txt"
+#: Where a submission's folder keeps the outputs of earlier runs that were set aside, one sub-folder per run. Two
+#: levels down on purpose: readers of output folders (the web workspace's import, a batch re-run) look for
+#: report.json in a folder and its direct sub-folders only, so a set-aside report is never taken for current.
+EARLIER_RUNS_DIR = "earlier-runs"
+#: Every output a screened submission's folder can hold, report.json first (set aside in this order). The evidence
+#: map's file is named here rather than imported: pipeline.evidence_map imports this module.
+SUBMISSION_OUTPUTS = (REPORT_FILE, COVERAGE_CSV, COVERAGE_XLSX, "evidence-map.html", HIGHLIGHT_DIR)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -290,8 +305,15 @@ def coverage_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def write_submission_reports(result: SubmissionResult, report: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Write every output of one submission into ``out_dir``; ``report.json`` last. Returns the paths written."""
+    """Write every output of one submission into ``out_dir``; ``report.json`` last. Returns the paths written.
+
+    An earlier ``report.json`` (and a ``NOT-SCREENED.txt`` from a failed run) is removed first: until the new
+    report.json is in place the folder reads as incomplete, so a run stopped half-way never leaves the old report
+    passing for the new files beside it. The other earlier outputs are replaced one by one, each atomically.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (out_dir / REPORT_FILE, out_dir / NOT_SCREENED_FILE):
+        stale.unlink(missing_ok=True)
     rows = coverage_rows(report)
     documents = [{**d, "warnings": "; ".join(d["warnings"])} for d in report["documents"]]
     written = [
@@ -309,6 +331,93 @@ def write_submission_reports(result: SubmissionResult, report: dict[str, Any], o
     written.extend(write_extras(result, report, out_dir))
     written.append(write_json_atomic(out_dir / REPORT_FILE, report))
     return written
+
+
+# --- a submission that could not be screened ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NotScreenedNotice:
+    """What :func:`set_aside_earlier_outputs` did: the notice written, and where earlier outputs went (if any)."""
+
+    path: Path
+    earlier_outputs: Path | None
+
+
+def set_aside_earlier_outputs(
+    out_dir: Path, *, name: str, source: str, error: str, code: str | None, when: datetime
+) -> NotScreenedNotice | None:
+    """Make sure nothing in ``out_dir`` passes for a current report of a submission that could not be screened.
+
+    An earlier run's outputs there (``SUBMISSION_OUTPUTS``, complete or not) are moved, unchanged and never
+    deleted, into ``out_dir/earlier-runs/<when that run finished>/``: report.json first, since its presence is what
+    marks a folder's outputs complete. Then ``NOT-SCREENED.txt`` is written atomically, saying when the latest
+    run failed, why, and where the earlier outputs are; it replaces the notice of an earlier failure, and the next
+    run that screens the submission removes it (:func:`write_submission_reports`). Each move is a rename within
+    the folder, so a run stopped half-way leaves every file whole, in one place or the other.
+
+    Returns None, changing nothing, when ``out_dir`` holds neither outputs nor a notice: nothing there could be
+    mistaken for a report, and the command's output and the batch summary say why the submission failed.
+    """
+    if not out_dir.is_dir():
+        return None
+    notice = out_dir / NOT_SCREENED_FILE
+    present = [out_dir / n for n in SUBMISSION_OUTPUTS if (out_dir / n).exists() or (out_dir / n).is_symlink()]
+    if not present and not notice.exists():
+        return None
+    moved = None
+    if present:
+        (out_dir / EARLIER_RUNS_DIR).mkdir(exist_ok=True)
+        moved = _new_folder(out_dir / EARLIER_RUNS_DIR, _finished_stamp(out_dir, present))
+        for path in present:
+            os.replace(path, moved / path.name)
+    runs = out_dir / EARLIER_RUNS_DIR
+    earlier = sorted(f"{EARLIER_RUNS_DIR}/{p.name}" for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    lines = [
+        f"NOT SCREENED: {name}",
+        "",
+        f"The latest run ({when.astimezone(UTC):%Y-%m-%d %H:%M} UTC) could not screen this submission at all:",
+        f"  {error}" + (f" [{code}]" if code else ""),
+        f"Source: {source}",
+        "",
+        "Nothing in this folder is a current report of this submission.",
+    ]
+    if earlier:
+        lines += [
+            "Outputs of earlier runs, kept unchanged (they describe the submission as it was then):",
+            *(f"  {folder}/" for folder in earlier),
+        ]
+    lines += [
+        "",
+        "When the submission can be read, run qpm-screen again: it writes the new reports here and removes this file.",
+    ]
+    write_text_atomic(notice, "\n".join(lines) + "\n")
+    return NotScreenedNotice(notice, moved)
+
+
+def _finished_stamp(out_dir: Path, present: Sequence[Path]) -> str:
+    """When the run that wrote these outputs finished (its report's ``finished_at``, else the newest file), as a
+    name part that every file system accepts."""
+    finished = (read_report(out_dir / REPORT_FILE) or {}).get("finished_at")
+    try:
+        moment = datetime.fromisoformat(str(finished))
+    except ValueError:
+        moment = datetime.fromtimestamp(max(p.lstat().st_mtime for p in present), UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H-%M-%SZ}"
+
+
+def _new_folder(parent: Path, name: str) -> Path:
+    """Create ``parent/name``, or ``name-2``, ``name-3``... if taken; never reuses an existing folder."""
+    for n in range(1, 1000):
+        folder = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise FileExistsError(f"no free name for {parent / name}")
 
 
 # --- the seam for further outputs (evidence map) ------------------------------------------------------------
@@ -355,6 +464,7 @@ class BatchEntry:
     out_dir: Path | None
     error: str | None = None  # the whole submission failed (unreadable zip, ...)
     error_code: str | None = None
+    notice: Path | None = None  # its NOT-SCREENED.txt, when its folder held earlier outputs
 
 
 def batch_rows(entries: Sequence[BatchEntry], catalogue: Catalogue) -> tuple[list[str], list[dict[str, Any]]]:
@@ -384,6 +494,8 @@ def batch_rows(entries: Sequence[BatchEntry], catalogue: Catalogue) -> tuple[lis
         row: dict[str, Any] = {"provider": entry.name}
         if entry.report is None:
             row.update(status="not screened", verdict=entry.error or "", documents=0, files_failed=1)
+            # Where an earlier run's report was, the notice that it is not current and where it went.
+            row["report"] = str(entry.notice) if entry.notice else ""
             row["_sort"] = (0, 0, 0, 0)
         else:
             summary = entry.report["summary"]

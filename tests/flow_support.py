@@ -10,9 +10,15 @@ running a network. ``install()`` makes the flows use it; it also works in a subp
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import signal
 import threading
+import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -153,3 +159,66 @@ def make_batch(root: Path) -> Path:
     (broken / "not-really.docx").write_text("plain text pretending to be a Word file", encoding="utf-8")
     (batch / "broken.zip").write_bytes(b"PK\x03\x04 this zip is truncated")
     return batch
+
+
+# --- stopping a run at a chosen moment (in a subprocess: see tests/test_cli_flows.py) ------------------------
+
+#: Where a run can be stopped: the function that starts the stage, as ``(module, name)``. Writing is stopped
+#: after coverage.csv is written and before coverage.xlsx, so half of the new outputs exist.
+STAGES = {
+    "reading": ("pipeline.flows", "ingest"),
+    "scoring": ("pipeline.flows", "score_documents"),
+    "writing": ("pipeline.report", "write_xlsx_atomic"),
+}
+
+
+def signal_during_stage(stage: str, signame: str, to: str, record: str | None = None) -> None:
+    """Send ``signame`` the first time ``stage`` starts in this process, then let the stage go on for a moment.
+
+    ``to``: ``self`` (``kill PID``); ``group``, this process's group (``timeout``, Ctrl+C in a terminal; start the
+    process in a session of its own); ``service``, this process and the embedded Prefect server together (a
+    service manager stopping every process of the service). ``record``: a file to write the embedded server's
+    pid and session, and this process's session, into (JSON) just before the signal.
+    """
+    import importlib
+
+    module_name, name = STAGES[stage]
+    module = importlib.import_module(module_name)
+    real: Callable[..., Any] = getattr(module, name)
+    fired = threading.Event()
+
+    def staged(*args: Any, **kwargs: Any) -> Any:
+        if not fired.is_set():
+            fired.set()
+            if record:
+                Path(record).write_text(json.dumps(_server_facts()), encoding="utf-8")
+            _send(getattr(signal, signame), to)
+            # The signal is handled in the main thread, which may be this one: the stage is stopped meanwhile.
+            time.sleep(2)
+        return real(*args, **kwargs)
+
+    setattr(module, name, staged)
+
+
+def _server_pid() -> int:
+    """The embedded Prefect server's pid (the run is past its start, so there is one)."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    process = SubprocessASGIServer._instances[None].server_process
+    assert process is not None
+    return process.pid
+
+
+def _server_facts() -> dict[str, int]:
+    pid = _server_pid()
+    return {"server_pid": pid, "server_sid": os.getsid(pid), "own_sid": os.getsid(0)}
+
+
+def _send(signum: int, to: str) -> None:
+    if to == "group":
+        os.killpg(0, signum)
+    elif to == "service":
+        os.kill(_server_pid(), signum)
+        os.kill(os.getpid(), signum)
+    else:
+        os.kill(os.getpid(), signum)

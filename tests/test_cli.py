@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
+import signal
+import sys
+import threading
+import types
 
 import pytest
 
+from pipeline import cli
 from pipeline.cli import main
 from pipeline.config import PROJECT_ROOT, Settings
 
@@ -163,3 +169,96 @@ def test_evaluate_refuses_labels_that_name_nothing_in_the_folder_before_screenin
     assert code == 2 and "holds no label rows" in err
     code, _, err = _run(capsys, "evaluate", str(docs), str(labels), "--predictions", str(tmp_path / "no" / "p.csv"))
     assert code == 2 and "must be a file in an existing folder" in err
+
+
+# --- Ctrl+C and SIGTERM ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_stop():
+    """Each test starts, and leaves, with no stop under way (the state is the process's)."""
+    cli._reset_stop()
+    yield
+    cli._reset_stop()
+
+
+class _TerminationSignal(BaseException):
+    """Stands in for prefect.exceptions.TerminationSignal (Prefect's SIGTERM handler raises it in flow runs)."""
+
+    def __init__(self, signal: int) -> None:
+        self.signal = signal
+
+
+def test_an_interrupt_is_recognised_behind_what_its_handling_raised(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "prefect.exceptions", types.SimpleNamespace(TerminationSignal=_TerminationSignal))
+    assert cli.interrupt_exit_code(KeyboardInterrupt()) == 130
+    assert cli.interrupt_exit_code(cli.Terminated()) == 143
+    assert cli.interrupt_exit_code(_TerminationSignal(signal.SIGTERM)) == 143
+    # Prefect reporting the interrupted run to a server that went with the same signal: its connection error
+    # replaces the interrupt, which is still what happened.
+    try:
+        try:
+            raise _TerminationSignal(signal.SIGTERM)
+        except _TerminationSignal:
+            raise ConnectionError("All connection attempts failed") from None
+    except ConnectionError as exc:
+        assert exc.__context__ is not None
+        assert cli.interrupt_exit_code(exc) == 143
+    assert cli.interrupt_exit_code(ValueError("a real failure")) is None
+    assert cli.interrupt_exit_code(None) is None
+
+
+def test_logs_pass_until_a_stop_and_none_after_it_from_any_thread(fresh_stop) -> None:
+    quiet = cli.QuietWhileStopping()
+
+    def record(message: str, exc_info=None) -> logging.LogRecord:
+        return logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, message, None, exc_info)
+
+    assert quiet.filter(record("Encountered exception: a real failure"))  # before a stop every record passes
+    assert logging.raiseExceptions
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        # Logged while the interrupt is handled: Prefect's crash report, the first sign of a SIGTERM in a flow run.
+        assert not quiet.filter(record("Crash detected! Execution was aborted by an interrupt signal."))
+    verdicts: list[bool] = []
+    worker = threading.Thread(target=lambda: verdicts.append(quiet.filter(record("Service 'EventsWorker' failed"))))
+    worker.start()
+    worker.join()
+    assert verdicts == [False]
+    # Prefect's API log worker prints its delivery failures only while this is set.
+    assert not logging.raiseExceptions
+
+
+def test_a_record_from_another_thread_is_dropped_while_the_main_thread_handles_an_interrupt(fresh_stop) -> None:
+    quiet = cli.QuietWhileStopping()
+    verdicts: list[bool] = []
+    logged = threading.Event()
+
+    def log_from_a_worker() -> None:
+        verdicts.append(quiet.filter(logging.LogRecord("prefect", logging.ERROR, __file__, 1, "late", None, None)))
+        logged.set()
+
+    try:
+        raise cli.Terminated
+    except cli.Terminated:
+        worker = threading.Thread(target=log_from_a_worker)
+        worker.start()
+        logged.wait(10)
+    worker.join()
+    assert verdicts == [False]
+
+
+def test_main_puts_back_the_signal_handlers_it_found(fresh_stop, capsys) -> None:
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    assert main(["indicators", "validate"]) == 0
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_an_interrupt_in_a_command_prints_the_message_alone_and_its_exit_code(fresh_stop, monkeypatch, capsys) -> None:
+    def stopped(args) -> int:
+        raise cli.Terminated
+
+    monkeypatch.setattr(cli, "cmd_indicators", stopped)
+    assert main(["indicators", "list"]) == 143
+    assert capsys.readouterr().err == cli.INTERRUPTED_MESSAGE + "\n"

@@ -6,6 +6,7 @@ the fast fake matcher of ``tests/flow_support.py`` and then calls the real ``pip
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import types
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 
 from pipeline import cli_flows
-from pipeline.cli import build_parser, main
+from pipeline.cli import INTERRUPTED_MESSAGE, build_parser, main
 from tests import flow_support
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,8 +42,15 @@ DRIVER = textwrap.dedent(
             time.sleep(delay)
             return real(path, settings, **kwargs)
         flows.ingest = slow
+    if os.environ.get("QPM_TEST_SIGNAL_AT"):
+        flow_support.signal_during_stage(
+            os.environ["QPM_TEST_SIGNAL_AT"],
+            os.environ["QPM_TEST_SIGNAL"],
+            os.environ["QPM_TEST_SIGNAL_TO"],
+            os.environ.get("QPM_TEST_SERVER_FILE"),
+        )
     from pipeline.cli import main
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())  # as the console script does
     """
 )
 
@@ -208,6 +217,31 @@ def test_serve_without_a_server_explains_what_to_do(
     assert "prefect server start" in capsys.readouterr().err
 
 
+def test_a_submission_not_screened_points_to_its_notice_and_the_earlier_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "acme"
+    outcome: Any = types.SimpleNamespace(
+        name="acme",
+        out_dir=str(out),
+        reused=False,
+        report=None,
+        error="the zip file is damaged or incomplete; please send it again",
+        error_code="corrupt",
+        notice=str(out / "NOT-SCREENED.txt"),
+        earlier_outputs=str(out / "earlier-runs" / "2026-01-01T00-00-05Z"),
+    )
+    cli_flows._print_outcome(outcome)
+    assert capsys.readouterr().out.splitlines() == [
+        "NOT SCREENED acme: the zip file is damaged or incomplete; please send it again",
+        f"  earlier outputs, not current, moved to: {out / 'earlier-runs' / '2026-01-01T00-00-05Z'}",
+        f"  see: {out / 'NOT-SCREENED.txt'}",
+    ]
+    data = cli_flows.outcome_json(outcome)
+    assert data["screened"] is False and data["not_screened_notice"] == str(out / "NOT-SCREENED.txt")
+    assert data["earlier_outputs"] == outcome.earlier_outputs
+
+
 # --- subprocess: exit codes, outputs, kill and resume -------------------------------------------------------
 
 
@@ -292,6 +326,23 @@ def comparable(out: Path) -> dict[str, Any]:
     return found
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux: /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+def embedded_server_running(pid: int) -> bool:
+    """Whether ``pid`` is (still) an embedded Prefect server; a reused pid or a reaped process is not."""
+    try:
+        return b"prefect.server.api.server:create_app" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def wait_for(report: Path, proc: subprocess.Popen[Any], timeout: float = 300) -> None:
     """Wait until a running batch has written ``report`` (so stopping it now is mid-batch)."""
     deadline = time.monotonic() + timeout
@@ -318,15 +369,20 @@ def test_killed_batch_resumes_to_the_same_outputs(driver: Path, tmp_path: Path) 
         env=env_for(tmp_path / "cache-kill", QPM_TEST_INGEST_DELAY="0.4"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the embedded Prefect server dies with it
+        start_new_session=True,  # its own process group, killed as a whole
     )
+    children: list[int] = []
     try:
         wait_for(out / "provider-0" / "report.json", proc)
+        children = child_pids(proc.pid)  # the embedded server runs in a session of its own: killed by its pid
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert not (out / "batch-summary.csv").exists()  # it really was interrupted mid-batch
     for report in out.rglob("report.json"):
         json.loads(report.read_text(encoding="utf-8"))  # every report present is complete
@@ -368,6 +424,65 @@ def test_sigterm_stops_a_batch_like_ctrl_c_and_the_rerun_finishes_it(driver: Pat
     rerun = run_cli(driver, ["batch", str(batch), "--out", str(out), "--concurrency", "1"], cache)
     assert rerun.returncode == 0, rerun.stderr
     assert (out / "batch-summary.csv").exists()
+
+
+# Where and how a run is stopped: the stage it is in (tests/flow_support.py STAGES), the signal, and who gets it.
+STOPS = [
+    ("scoring", "SIGTERM", "self"),  # kill PID
+    ("writing", "SIGTERM", "group"),  # timeout, kill -- -PGID: every process of the command's group
+    ("reading", "SIGINT", "group"),  # Ctrl+C in a terminal
+    ("scoring", "SIGTERM", "service"),  # a service manager: every process of the service, the embedded server too
+]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize(("stage", "signame", "to"), STOPS)
+def test_a_signal_at_any_stage_ends_the_run_with_the_interrupted_message_alone(
+    driver: Path, tmp_path: Path, stage: str, signame: str, to: str
+) -> None:
+    # Sent from inside the stage (see flow_support.signal_during_stage), so it lands there every time. Prefect's
+    # flow engine, its log handler and its embedded server used to print crash reports and tracebacks here.
+    sub = flow_support.make_submission(tmp_path / "in" / "acme")
+    out, cache, facts = tmp_path / "out", tmp_path / "cache", tmp_path / "server.json"
+    stop = {"QPM_TEST_SIGNAL_AT": stage, "QPM_TEST_SIGNAL": signame, "QPM_TEST_SIGNAL_TO": to}
+    proc = subprocess.run(
+        [sys.executable, str(driver), "screen", str(sub), "--out", str(out)],
+        env=env_for(cache, **stop, QPM_TEST_SERVER_FILE=str(facts)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,  # its own process group, as a shell gives a command
+    )
+    assert proc.returncode == (143 if signame == "SIGTERM" else 130), proc.stderr
+    assert proc.stderr.strip() == INTERRUPTED_MESSAGE
+    assert not (out / "report.json").exists()  # stopped before its outputs were complete...
+    assert not list(out.rglob(".*.tmp"))  # ...and nothing half-written
+    server = json.loads(facts.read_text(encoding="utf-8"))
+    assert server["server_sid"] != server["own_sid"]  # the embedded server ran apart from the command's group
+    assert not embedded_server_running(server["server_pid"])  # and did not outlive it
+    rerun = run_cli(driver, ["screen", str(sub), "--out", str(out)], cache)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (out / "report.json").exists()
+
+
+@pytest.mark.slow
+def test_a_stopped_batch_does_not_wait_for_the_submissions_still_to_come(driver: Path, tmp_path: Path) -> None:
+    batch = tmp_path / "batch"
+    for n in range(4):
+        flow_support.make_submission(batch / f"provider-{n}", variant=f"\nprovider {n}\n")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["batch", str(batch), "--out", str(out), "--concurrency", "1"]
+    stop = {"QPM_TEST_SIGNAL_AT": "scoring", "QPM_TEST_SIGNAL": "SIGTERM", "QPM_TEST_SIGNAL_TO": "self"}
+    proc = run_cli(driver, args, cache, **stop)
+    # The first submission stopped before writing and the others never started: the stop waited for none of them.
+    assert sorted(p.parent.name for p in out.rglob("report.json")) == []
+    assert not (out / "batch-summary.csv").exists()
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr.strip() == INTERRUPTED_MESSAGE
+    rerun = run_cli(driver, args, cache)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(list(out.glob("*/report.json"))) == 4 and (out / "batch-summary.csv").exists()
 
 
 @pytest.mark.slow

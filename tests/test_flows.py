@@ -16,6 +16,7 @@ os.environ.setdefault("PREFECT_HOME", str(Path(tempfile.gettempdir()) / "qpm-tes
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
+import csv
 import dataclasses
 import gc
 import json
@@ -401,3 +402,59 @@ def test_settings_round_trip_through_flow_parameters(settings: Settings) -> None
     for changed in (dataclasses.replace(settings, encoder_int8=not settings.encoder_int8), Settings(max_pages=7)):
         # a bool "False" once came back True, and the matcher then refused the settings it was trained for
         assert flows.settings_from_params(flows.settings_to_params(changed)) == changed
+
+
+# --- a submission that can no longer be read: its earlier reports never pass for current --------------------
+
+
+def test_a_resubmission_that_can_no_longer_be_read_sets_the_earlier_reports_aside(
+    tmp_path: Path, settings: Settings
+) -> None:
+    archive = flow_support.zip_folder(flow_support.make_submission(tmp_path / "src"), tmp_path / "acme.zip")
+    out = tmp_path / "out"
+    first = flows.run_screen([str(archive)], out, settings)
+    assert first.report is not None
+    earlier = snapshot(out)
+
+    good = archive.read_bytes()
+    archive.write_bytes(b"PK\x03\x04 this zip is truncated")
+    failed = flows.run_screen([str(archive)], out, settings)
+    assert failed.report is None and failed.error_code == CorruptDocumentError.code
+    assert failed.notice == str(out / "NOT-SCREENED.txt") and failed.earlier_outputs is not None
+    # Nothing at the top of the folder passes for this run's report; the earlier outputs are kept as they were.
+    assert sorted(p.name for p in out.iterdir()) == ["NOT-SCREENED.txt", "earlier-runs"]
+    assert snapshot(Path(failed.earlier_outputs)) == earlier
+    assert failed.error and failed.error in (out / "NOT-SCREENED.txt").read_text(encoding="utf-8")
+
+    archive.write_bytes(good)
+    again = flows.run_screen([str(archive)], out, settings)
+    assert again.report is not None and (out / "report.json").exists()
+    assert not (out / "NOT-SCREENED.txt").exists() and snapshot(Path(failed.earlier_outputs)) == earlier
+
+
+def test_a_batch_sets_aside_the_folder_of_a_provider_it_cannot_screen_this_time(
+    tmp_path: Path, settings: Settings
+) -> None:
+    batch, out = tmp_path / "batch", tmp_path / "out"
+    batch.mkdir()
+    flow_support.zip_folder(flow_support.make_submission(tmp_path / "src"), batch / "acme.zip")
+    flow_support.make_submission(batch / "brook", variant="\nBrook.\n")
+    flow_support.make_submission(batch / "cedar", variant="\nCedar.\n")
+    assert not flows.run_batch(batch, out, settings).failed
+
+    (batch / "acme.zip").write_bytes(b"PK\x03\x04 this zip is truncated")  # damaged: refused as a whole
+    for path in (batch / "brook").iterdir():  # emptied: not a submission any more
+        path.unlink()
+    result = flows.run_batch(batch, out, settings)
+    by_name = {o.name: o for o in result.outcomes}
+    assert by_name["cedar"].report is not None
+    with open(out / "batch-summary.csv", encoding="utf-8-sig", newline="") as handle:
+        rows = {row["provider"]: row for row in csv.DictReader(handle)}
+    for name in ("acme", "brook"):
+        outcome = by_name[name]
+        assert outcome.report is None and outcome.notice == str(out / name / "NOT-SCREENED.txt")
+        assert not (out / name / "report.json").exists() and (out / name / "NOT-SCREENED.txt").exists()
+        assert outcome.earlier_outputs and (Path(outcome.earlier_outputs) / "report.json").exists()
+        # The summary says it could not be read, and points to the notice where the report was.
+        assert rows[name]["status"] == "not screened" and rows[name]["report"] == outcome.notice
+    assert rows["cedar"]["report"] == str(out / "cedar" / "report.json")

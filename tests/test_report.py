@@ -233,3 +233,104 @@ def test_read_report_rejects_other_major_versions(tmp_path: Path) -> None:
     assert rp.read_report(path) is None
     path.write_text(json.dumps({"schema_version": rp.SCHEMA_VERSION, "x": 1}), encoding="utf-8")
     assert rp.read_report(path) == {"schema_version": rp.SCHEMA_VERSION, "x": 1}
+
+
+# --- a submission that could not be screened: earlier outputs set aside, never passing for current ----------
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_earlier_outputs_are_set_aside_unchanged_with_a_notice_when_a_submission_cannot_be_screened(
+    screened: tuple[SubmissionResult, Any, dict[str, Any]], tmp_path: Path
+) -> None:
+    result, _, report = screened
+    out = tmp_path / "acme"
+    rp.write_submission_reports(result, report, out)  # with the evidence map and highlighted copies, if any
+    (out / "my-notes.txt").write_text("the assessor's own file", encoding="utf-8")
+    before = _files(out)
+    when = datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
+
+    notice = rp.set_aside_earlier_outputs(
+        out, name="acme", source="in/acme.zip", error="the zip file is damaged", code="corrupt", when=when
+    )
+    assert notice is not None and notice.path == out / rp.NOT_SCREENED_FILE
+    # Named after when the earlier run finished (its report's finished_at), so runs set aside stay apart.
+    assert notice.earlier_outputs == out / rp.EARLIER_RUNS_DIR / "2026-01-01T00-00-05Z"
+    # Nothing at the top passes for a report; every earlier file is kept, byte for byte; the user's file stays.
+    assert sorted(p.name for p in out.iterdir()) == sorted([rp.NOT_SCREENED_FILE, rp.EARLIER_RUNS_DIR, "my-notes.txt"])
+    moved = _files(notice.earlier_outputs)
+    assert moved == {k: v for k, v in before.items() if k != "my-notes.txt"} and "report.json" in moved
+    text = notice.path.read_text(encoding="utf-8")
+    for phrase in ("NOT SCREENED: acme", "2026-03-04 05:06 UTC", "the zip file is damaged [corrupt]", "in/acme.zip"):
+        assert phrase in text
+    assert "Nothing in this folder is a current report" in text and "earlier-runs/2026-01-01T00-00-05Z/" in text
+
+    # Failing again: nothing more to move; the notice gives the new reason and still names the earlier run.
+    again = rp.set_aside_earlier_outputs(out, name="acme", source="in/acme.zip", error="refused", code=None, when=when)
+    assert again is not None and again.earlier_outputs is None
+    assert "  refused\n" in again.path.read_text(encoding="utf-8")
+    assert "earlier-runs/2026-01-01T00-00-05Z/" in again.path.read_text(encoding="utf-8")
+    assert len(list((out / rp.EARLIER_RUNS_DIR).iterdir())) == 1
+
+    # Screened again: new reports, the notice gone, the earlier run still kept.
+    rp.write_submission_reports(result, report, out)
+    assert (out / "report.json").exists() and not (out / rp.NOT_SCREENED_FILE).exists()
+    assert _files(out / rp.EARLIER_RUNS_DIR / "2026-01-01T00-00-05Z") == moved
+
+
+def test_nothing_is_written_for_a_failed_submission_when_there_is_nothing_to_mistake(tmp_path: Path) -> None:
+    when = datetime(2026, 3, 4, tzinfo=UTC)
+    (tmp_path / "empty").mkdir()
+    for folder in (tmp_path / "empty", tmp_path / "missing"):
+        assert rp.set_aside_earlier_outputs(folder, name="x", source="x", error="e", code="c", when=when) is None
+    assert list((tmp_path / "empty").iterdir()) == [] and not (tmp_path / "missing").exists()
+
+
+def test_an_unfinished_earlier_run_is_set_aside_under_the_time_of_its_newest_file(tmp_path: Path) -> None:
+    # A run stopped before report.json: its coverage.csv must not pass for current either.
+    (tmp_path / "coverage.csv").write_text("indicator\n", encoding="utf-8")
+    os.utime(tmp_path / "coverage.csv", (1767225600, 1767225600))  # 2026-01-01 00:00:00 UTC
+    notice = rp.set_aside_earlier_outputs(tmp_path, name="x", source="x", error="e", code="c", when=datetime.now(UTC))
+    assert notice is not None and notice.earlier_outputs == tmp_path / rp.EARLIER_RUNS_DIR / "2026-01-01T00-00-00Z"
+    assert (notice.earlier_outputs / "coverage.csv").exists() and not (tmp_path / "coverage.csv").exists()
+
+
+def test_rewriting_outputs_removes_the_earlier_report_json_first(
+    screened: tuple[SubmissionResult, Any, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run stopped after coverage.csv and before report.json must not leave the earlier report.json beside
+    # the new coverage.csv, passing for a complete set.
+    result, _, report = screened
+    monkeypatch.setattr(rp, "OPTIONAL_WRITERS", ())
+    rp.write_submission_reports(result, report, tmp_path)
+
+    def stopped(*args: Any, **kwargs: Any) -> Path:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rp, "write_xlsx_atomic", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        rp.write_submission_reports(result, report, tmp_path)
+    assert not (tmp_path / "report.json").exists() and (tmp_path / "coverage.csv").exists()
+
+
+def test_submission_outputs_name_every_file_the_writers_make() -> None:
+    from pipeline.evidence_map import MAP_FILE
+    from pipeline.highlight import HIGHLIGHT_DIR
+
+    assert rp.SUBMISSION_OUTPUTS[0] == rp.REPORT_FILE  # set aside first: it marks a complete set
+    assert {rp.COVERAGE_CSV, rp.COVERAGE_XLSX, MAP_FILE, HIGHLIGHT_DIR} <= set(rp.SUBMISSION_OUTPUTS)
+
+
+def test_the_batch_summary_points_a_submission_not_screened_to_its_notice(tmp_path: Path) -> None:
+    from pipeline.catalogue import load_catalogue
+
+    catalogue = load_catalogue(Settings.from_env().catalogue_path)
+    notice = tmp_path / "acme" / rp.NOT_SCREENED_FILE
+    entries = [
+        rp.BatchEntry("acme", None, None, error="damaged", error_code="corrupt", notice=notice),
+        rp.BatchEntry("brook", None, None, error="empty folder", error_code="empty"),
+    ]
+    _, rows = rp.batch_rows(entries, catalogue)
+    assert {r["provider"]: r["report"] for r in rows} == {"acme": str(notice), "brook": ""}
