@@ -306,21 +306,25 @@ def cmd_batch(args: argparse.Namespace) -> int:
         )
     prepare_prefect(settings, verbose=args.verbose)
     _check_ready(settings, verbose=args.verbose)
+    created = first_missing_folder(out)
     problem = prepare_output_folder(out)
     if problem:
         return _error("batch", problem)
     from pipeline import flows
 
-    with progress_display(not args.json, "batch"):
-        batch = flows.run_batch(
-            batch_dir,
-            out,
-            settings,
-            concurrency=args.concurrency,
-            workers=args.workers,
-            dask_address=args.dask_address,
-            refresh=args.refresh,
-        )
+    try:
+        with progress_display(not args.json, "batch"):
+            batch = flows.run_batch(
+                batch_dir,
+                out,
+                settings,
+                concurrency=args.concurrency,
+                workers=args.workers,
+                dask_address=args.dask_address,
+                refresh=args.refresh,
+            )
+    finally:
+        remove_if_left_empty(out, created)  # a batch stopped before it wrote anything leaves no empty folder
     if args.json:
         _print_json(batch_json(batch, out))
     else:

@@ -478,6 +478,7 @@ def test_a_stopped_batch_does_not_wait_for_the_submissions_still_to_come(driver:
     # The first submission stopped before writing and the others never started: the stop waited for none of them.
     assert sorted(p.parent.name for p in out.rglob("report.json")) == []
     assert not (out / "batch-summary.csv").exists()
+    assert not out.exists()  # nothing was written: the folder the run made is gone again
     assert proc.returncode == 143, proc.stderr
     assert proc.stderr.strip() == INTERRUPTED_MESSAGE
     rerun = run_cli(driver, args, cache)
