@@ -231,12 +231,11 @@ def _print_outcome(outcome: SubmissionOutcome) -> None:
 # --- screen -------------------------------------------------------------------------------------------------
 
 
-def _hidden_note(inputs: Sequence[Path]) -> str:
-    """Names the hidden entries of the folders named, which are not screened (empty when there are none)."""
-    names = [name for name, _ in hidden_entries(inputs)]
+def _hidden_note(names: Sequence[str], most: int | None = None) -> str:
+    """Names hidden entries, which are not screened (at most ``most`` of them; empty when there are none)."""
     if not names:
         return ""
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    shown = ", ".join(names[:most]) + (f" and {len(names) - most} more" if most and len(names) > most else "")
     return f" (hidden, so not screened: {shown}; rename without the leading dot to screen)"
 
 
@@ -249,7 +248,9 @@ def cmd_screen(args: argparse.Namespace) -> int:
         return _error("screen", f"no such file or folder: {', '.join(missing)}")
     if not collect_files(inputs):
         return _error(
-            "screen", f"nothing to screen: {', '.join(map(str, inputs))} holds no files" + _hidden_note(inputs)
+            "screen",
+            f"nothing to screen: {', '.join(map(str, inputs))} holds no files"
+            + _hidden_note([name for name, _ in hidden_entries(inputs)], most=5),
         )
     out = Path(args.out)
     problem = check_output_location(out, inputs) or scale_problem(args.workers, args.dask_address)
@@ -299,8 +300,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return _error("batch", problem)
     entries = batch_entries(batch_dir)
     if all(item.code == HIDDEN_CODE for item in entries):
-        hidden = ", ".join(item.name for item in entries)
-        note = f" (hidden, so not screened: {hidden}; rename without the leading dot to screen)" if hidden else ""
+        note = _hidden_note([item.name for item in entries])
         return _error(
             "batch", f"{batch_dir} holds no submissions: put each provider's files in a sub-folder or zip{note}"
         )

@@ -74,7 +74,7 @@ from pipeline import __version__
 from pipeline.catalogue import Catalogue
 from pipeline.errors import DocumentError, ModelUnavailableError
 from pipeline.ingest import FailedDocument, IngestedDocument, ingest
-from pipeline.inputs import HIDDEN_CODE, batch_entries, collect_files, hidden_entries, hidden_message, readable_name
+from pipeline.inputs import HIDDEN_CODE, batch_entries, hidden_message, readable_name, walk_inputs
 from pipeline.match import Matcher, ScoredDocument
 from pipeline.report import (
     REPORT_FILE,
@@ -415,12 +415,12 @@ def resolve_source(sources: Sequence[str], settings: Settings) -> ResolvedSource
 
 
 def _resolve(sources: Sequence[str], settings: Settings, resolved: ResolvedSource) -> None:
-    paths = [Path(s) for s in sources]
+    files, hidden = walk_inputs(Path(s) for s in sources)
     # Hidden files and folders inside the folders named are not screened, but never dropped without a word.
-    for name, entry in hidden_entries(paths):
+    for name, entry in hidden:
         resolved.refused.append(RefusedMember(name, HIDDEN_CODE, hidden_message(entry.is_dir())))
     archives = 0
-    for path in collect_files(paths):
+    for path in files:
         if not is_zip_submission(path):
             resolved.files.append(path)
             continue

@@ -84,6 +84,22 @@ def _walk(folder: Path) -> tuple[list[Path], list[Path]]:
     return files, hidden
 
 
+def walk_inputs(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[str, Path]]]:
+    """:func:`collect_files` and :func:`hidden_entries` together, each folder walked once."""
+    files: list[Path] = []
+    hidden: list[tuple[str, Path]] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found, hidden_here = _walk(path)
+        files.extend(found)
+        for entry in hidden_here:
+            rel = readable_text(entry.relative_to(path).as_posix())
+            hidden.append((rel + "/" if entry.is_dir() else rel, entry))
+    return files, hidden
+
+
 def collect_files(paths: Iterable[Path]) -> list[Path]:
     """The files named, and the files inside folders named (recursively), sorted; hidden and system files are
     skipped (see :func:`hidden_entries` for the hidden ones, which are reported).
@@ -91,13 +107,7 @@ def collect_files(paths: Iterable[Path]) -> list[Path]:
     Inside folders every entry that is not a folder counts, pipes and broken links included: reading each then
     says what is wrong with it, where skipping it would hide it from the user.
     """
-    out: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            out.extend(_walk(path)[0])
-        else:
-            out.append(path)
-    return out
+    return walk_inputs(paths)[0]
 
 
 def hidden_entries(paths: Iterable[Path]) -> list[tuple[str, Path]]:
@@ -106,13 +116,7 @@ def hidden_entries(paths: Iterable[Path]) -> list[tuple[str, Path]]:
     ``name`` is the entry's path relative to the folder named, with a trailing ``/`` for a folder
     (``drafts/.old/``). Files named directly are taken as named, hidden or not, so they never appear here.
     """
-    out: list[tuple[str, Path]] = []
-    for path in paths:
-        if path.is_dir():
-            for entry in _walk(path)[1]:
-                rel = readable_text(entry.relative_to(path).as_posix())
-                out.append((rel + "/" if entry.is_dir() else rel, entry))
-    return out
+    return walk_inputs(paths)[1]
 
 
 def readable_text(text: str) -> str:

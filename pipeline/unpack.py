@@ -196,7 +196,9 @@ def _hidden_or_system(rel: PurePosixPath) -> tuple[str, PurePosixPath] | None:
 
 def _readable(rel: PurePosixPath) -> str:
     # Zip names are decoded by zipfile (UTF-8 or cp437) and never carry undecodable bytes, but stay safe.
-    return rel.as_posix().encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    from pipeline.inputs import readable_text  # imported here: pipeline.inputs imports this module
+
+    return readable_text(rel.as_posix())
 
 
 def _plan(infos: list[zipfile.ZipInfo], result: UnpackResult) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
