@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from pipeline.atomic import write_text_atomic
+from pipeline.csvfile import read_csv_text
 from pipeline.errors import CatalogueError
 
 REQUIRED_FIELDS = (
@@ -432,25 +433,19 @@ def _read_sheet(path: Path) -> _Sheet:
 
 
 def _read_csv(path: Path) -> _Sheet:
-    """The CSV's rows, streamed: UTF-8 (with or without Excel's byte-order mark), else Windows-1252, as
-    :func:`pipeline.csvfile.read_csv_text` decides, but deciding by reading again from the start only when a
-    byte is not UTF-8 (then undefined bytes become U+FFFD)."""
+    """The CSV's rows, decoded as :func:`pipeline.csvfile.read_csv_text` decides (the file is within
+    ``MAX_IMPORT_FILE_MB``), parsed row by row until a bound stops it."""
     import csv
+    import io
 
-    for encoding, errors in (("utf-8-sig", "strict"), ("cp1252", "replace")):
-        try:
-            with open(path, encoding=encoding, errors=errors, newline="") as handle:
-                # strict: a quote never closed would otherwise swallow the rest of the file into one cell.
-                reader = csv.reader(handle, strict=True)
-                try:
-                    return _collect(path, reader)
-                except csv.Error as exc:
-                    raise CatalogueError(
-                        f"{path.name} could not be read as a CSV file: line {reader.line_num}: {_csv_problem(exc)}"
-                    ) from exc
-        except UnicodeDecodeError:
-            continue
-    raise AssertionError("unreachable: cp1252 with errors='replace' decodes any byte")
+    # strict: a quote never closed would otherwise swallow the rest of the file into one cell.
+    reader = csv.reader(io.StringIO(read_csv_text(path), newline=""), strict=True)
+    try:
+        return _collect(path, reader)
+    except csv.Error as exc:
+        raise CatalogueError(
+            f"{path.name} could not be read as a CSV file: line {reader.line_num}: {_csv_problem(exc)}"
+        ) from exc
 
 
 def _csv_problem(exc: Exception) -> str:
