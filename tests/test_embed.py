@@ -29,7 +29,7 @@ def test_runtime_environment_names_the_cpu_and_the_extensions_that_change_kernel
     env = runtime_environment(cpuinfo)
     assert env["cpu"] == "Example CPU 0"
     assert env["simd"] == ["avx2", "avx512f", "avx512_vnni"]
-    assert env["torch_threads"] >= 1 and env["quantized_engine"]
+    assert env["torch_threads"] >= 1 and env["torch"]
     # elsewhere than Linux there is no cpuinfo: the platform's name, and no flags rather than an error
     bare = runtime_environment(tmp_path / "missing")
     assert bare["simd"] == [] and bare["cpu"]
