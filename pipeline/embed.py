@@ -101,7 +101,7 @@ def _encoder_id(settings: Settings, adapter: EncoderAdapter | None) -> str:
         settings.embedding_model_id
         + (f"+lora:{adapter.fingerprint()}" if adapter else "")
         # "+int8" named torch's per-batch dynamic quantisation, whose vectors differ: a new name, so no cache or
-        # matcher of that scheme is taken for this one
+        # matcher of that scheme is taken for this one. Rename again if pipeline.quantized_encoder's numbers change.
         + ("+int8token" if settings.encoder_int8 else "")
     )
 
