@@ -142,8 +142,12 @@ def _supported_bert(model: SentenceTransformer) -> Any:
         and getattr(pooling, "pooling_mode", None) == "mean"
     )
     if not supported:
+        described = (
+            f"{' + '.join(names)} ({getattr(config, 'model_type', 'unknown')} layers, "
+            f"{getattr(pooling, 'pooling_mode', 'no')} pooling)"
+        )
         raise ConfigError(
-            f"the 8-bit encoder supports mean-pooled, normalised BERT models; this model is {' + '.join(names)}: "
+            f"the 8-bit encoder supports mean-pooled, normalised BERT models; this model is {described}: "
             "set QPM_ENCODER_INT8=off to encode it in float32"
         )
     return bert
