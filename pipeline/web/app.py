@@ -88,10 +88,9 @@ class SecurityHeaders:
         path: str = scope.get("path", "")
         if scope.get("method") == "POST" and path not in STREAMING_UPLOADS:
             declared = _content_length(scope)
-            if declared is not None and declared > MAX_FORM_BYTES:
-                await _too_large(send)
-                return
-            receive = _capped(receive, MAX_FORM_BYTES)
+            # Refused through the app, not answered here, so the answer is the site's 413 page with these headers.
+            too_large = declared is not None and declared > MAX_FORM_BYTES
+            receive = _refused if too_large else _capped(receive, MAX_FORM_BYTES)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -116,13 +115,13 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _too_large(send: Send) -> None:
-    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": b"request body too large"})
-
-
 class _BodyTooLarge(Exception):
     pass
+
+
+async def _refused() -> Message:
+    """A ``receive`` for a body declared over the limit: fails before a byte of it is read."""
+    raise _BodyTooLarge
 
 
 def _capped(receive: Receive, limit: int) -> Receive:

@@ -126,6 +126,9 @@ def test_ordinary_form_bodies_are_capped(web: WebApp) -> None:
         "/login", content=b"a=" + b"x" * (300 * 1024), headers={"content-type": "application/x-www-form-urlencoded"}
     )
     assert response.status_code == 413
+    # the site's own error page, with the security headers every page has, not a bare line of text
+    assert response.headers["content-type"].startswith("text/html")
+    assert "too large" in response.text and "content-security-policy" in response.headers
 
 
 def test_security_headers_on_pages(web: WebApp) -> None:
