@@ -121,6 +121,20 @@ def prepare_output_folder(out: Path) -> str | None:
     return None
 
 
+@contextmanager
+def output_folder(out: Path) -> Iterator[str | None]:
+    """Create ``out`` for a run's reports and yield why it cannot be (None when it can); on leaving, however the run
+    ended, remove the folders this made if nothing was written in them (:func:`remove_if_left_empty`).
+
+    Created before any work, so an unwritable place is a usage error at once rather than after the screening.
+    """
+    created = first_missing_folder(out)
+    try:
+        yield prepare_output_folder(out)
+    finally:
+        remove_if_left_empty(out, created)
+
+
 def _check_ready(settings: Settings, *, verbose: bool) -> None:
     """Fail early (a ConfigError, exit 2) on a missing catalogue or model, before any flow starts.
 
@@ -259,13 +273,11 @@ def cmd_screen(args: argparse.Namespace) -> int:
     # Settings, catalogue and model first: a configuration error must not leave an empty output folder behind.
     prepare_prefect(settings, verbose=args.verbose)
     _check_ready(settings, verbose=args.verbose)
-    created = first_missing_folder(out)
-    problem = prepare_output_folder(out)
-    if problem:
-        return _error("screen", problem)
     from pipeline import flows
 
-    try:
+    with output_folder(out) as problem:
+        if problem:
+            return _error("screen", problem)
         with progress_display(not args.json, "screening"):
             outcome = flows.run_screen(
                 [str(p) for p in inputs],
@@ -276,9 +288,6 @@ def cmd_screen(args: argparse.Namespace) -> int:
                 dask_address=args.dask_address,
                 refresh=args.refresh,
             )
-    finally:
-        # Created up front so an unwritable place is a usage error before any work; gone again if unused.
-        remove_if_left_empty(out, created)
     if args.json:
         _print_json(outcome_json(outcome))
     else:
@@ -306,13 +315,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
         )
     prepare_prefect(settings, verbose=args.verbose)
     _check_ready(settings, verbose=args.verbose)
-    created = first_missing_folder(out)
-    problem = prepare_output_folder(out)
-    if problem:
-        return _error("batch", problem)
     from pipeline import flows
 
-    try:
+    with output_folder(out) as problem:  # a batch stopped before it wrote anything leaves no empty folder
+        if problem:
+            return _error("batch", problem)
         with progress_display(not args.json, "batch"):
             batch = flows.run_batch(
                 batch_dir,
@@ -323,8 +330,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
                 dask_address=args.dask_address,
                 refresh=args.refresh,
             )
-    finally:
-        remove_if_left_empty(out, created)  # a batch stopped before it wrote anything leaves no empty folder
     if args.json:
         _print_json(batch_json(batch, out))
     else:
