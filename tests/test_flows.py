@@ -389,6 +389,29 @@ def test_dask_task_runner_with_a_local_cluster(tmp_path: Path, settings: Setting
     assert [i["status"] for i in outcome.report["indicators"]] == [i["status"] for i in reference.report["indicators"]]
 
 
+def test_flow_runs_inside_one_runtime_share_its_settings_and_api_client(tmp_path: Path, settings: Settings) -> None:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    seen: list[tuple[int, Any]] = []
+
+    @flow(name="qpm-runtime-probe")
+    def probe() -> None:
+        seen.append((id(get_client(sync_client=True)), PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value()))
+
+    submission = flow_support.make_submission(tmp_path / "in" / "acme")
+    with flows.prefect_runtime():
+        probe()
+        with flows.prefect_runtime():  # nested, as when one process screens submission after submission
+            probe()
+        outcome = flows.run_screen([str(submission)], tmp_path / "out", settings)
+        probe()
+    assert outcome.report is not None
+    assert len({client for client, _ in seen}) == 1  # one client: Prefect built a new one (and TLS) for every run
+    assert {heartbeat for _, heartbeat in seen} == {None}
+
+
 def test_serve_deployments_can_be_built(tmp_path: Path, settings: Settings) -> None:
     deployments = flows.build_deployments(str(tmp_path / "out"), settings)
     assert sorted(d.name for d in deployments) == ["qpm-batch", "qpm-submission"]
