@@ -15,6 +15,7 @@ Two small scikit-learn models, each with a ``fit`` / ``predict_proba`` surface:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from pipeline.catalogue import Catalogue, Indicator
 from pipeline.coverage import STATUSES, Coverage, Evidence, IndicatorResult, Status
@@ -402,6 +403,12 @@ def evidence_specificity(evidence: np.ndarray, k: int = 3) -> np.ndarray:
     return (own - rows.max(axis=2)).max(axis=0).astype(np.float32)
 
 
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    # Inspecting the loaded native libraries took 5 ms: once per process, not once per prediction.
+    return ThreadpoolController()
+
+
 class DecisionModel:
     """Indicator-level classifier over ``DECISION_FEATURES`` plus a learned offset per area.
 
@@ -454,7 +461,7 @@ class DecisionModel:
         """(rows, 3) probabilities in ``STATUSES`` order (met, partial, missing)."""
         # A few hundred rows: OpenMP threads cost more than they save, and when the other core is busy
         # (encoding the next submission) they spin: measured 0.62 s against 0.08 s on one thread.
-        with threadpool_limits(limits=1, user_api="openmp"):
+        with _thread_pools().limit(limits=1, user_api="openmp"):
             raw = self.model_.predict_proba(self._design(X, areas))
         classes = list(self.model_.classes_)
         out = np.zeros((len(X), len(STATUSES)), dtype=np.float32)
@@ -553,15 +560,21 @@ class Matcher:
         paragraph in two procedures, and the reader would see the same words twice in place of other evidence.
         The same words in two documents are kept: the submission's evidence names both.
         """
-        ranked = [(float(d.evidence[p, i]), di, p) for di, d in enumerate(docs) for p in range(len(d.passages))]
-        ranked.sort(key=lambda r: -r[0])
+        counts = [len(d.passages) for d in docs]
+        if not sum(counts):
+            return []
+        scores = np.concatenate([d.evidence[:, i] for d in docs])
+        owners = np.repeat(np.arange(len(docs)), counts)
+        positions = np.concatenate([np.arange(n) for n in counts])
         top: list[tuple[float, int, int]] = []
         seen: set[tuple[int, str]] = set()
-        for prob, di, p in ranked:
+        # stable: equal probabilities keep document and passage order
+        for r in np.argsort(-scores, kind="stable"):
+            di, p = int(owners[r]), int(positions[r])
             words = (di, " ".join(docs[di].passages[p].text.split()))
             if words not in seen:
                 seen.add(words)
-                top.append((prob, di, p))
+                top.append((float(scores[r]), di, p))
                 if len(top) == k:
                     break
         return top
