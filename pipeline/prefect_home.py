@@ -83,7 +83,9 @@ def claim_home(home: Path, max_mb: int) -> tuple[IO[bytes], Path | None]:
     return lock, moved
 
 
-_SERVER_APP = b"prefect.server.api.server:create_app"
+SERVER_APP = "pipeline.embedded_server:create_app"  # the embedded server's app (uvicorn factory)
+# ... and Prefect's own, which earlier versions of the tool started: a leftover one is stopped all the same
+_SERVER_APPS = (SERVER_APP.encode(), b"prefect.server.api.server:create_app")
 
 
 def _stop_orphaned_servers(home: Path) -> list[int]:
@@ -98,7 +100,7 @@ def _stop_orphaned_servers(home: Path) -> list[int]:
     stopped = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            if _SERVER_APP not in (entry / "cmdline").read_bytes().split(b"\0"):
+            if not set(_SERVER_APPS) & set((entry / "cmdline").read_bytes().split(b"\0")):
                 continue
             environ = (entry / "environ").read_bytes().split(b"\0")
             if all(mark in environ for mark in marks):
@@ -142,17 +144,19 @@ def detach_embedded_server() -> None:
 def _detached_server_class() -> type[Any]:
     # Defined on first use: this module is imported before Prefect's environment is decided, so it must not
     # import Prefect at the top.
-    import prefect
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_HOME, get_current_settings
+
+    import pipeline
 
     class DetachedServer(SubprocessASGIServer):
         """Prefect's embedded server, started in its own session with its output in ``server.log``."""
 
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
             log_path = server_log_path(Path(PREFECT_HOME.value()))
-            # The command and environment are Prefect 3.8's own (prefect.server.api.server), so the server
-            # behaves as Prefect's would and a leftover one is recognised by _stop_orphaned_servers.
+            # The command and environment are Prefect 3.8's own (prefect.server.api.server) but for the app,
+            # Prefect's wrapped (pipeline.embedded_server), so the server behaves as Prefect's would; a leftover
+            # one is recognised by _stop_orphaned_servers.
             with open(log_path, "ab") as log:
                 return subprocess.Popen(
                     args=[
@@ -160,9 +164,9 @@ def _detached_server_class() -> type[Any]:
                         "-m",
                         "uvicorn",
                         "--app-dir",
-                        str(prefect.__module_path__.parent),
+                        str(Path(pipeline.__file__).resolve().parent.parent),
                         "--factory",
-                        "prefect.server.api.server:create_app",
+                        SERVER_APP,
                         "--host",
                         "127.0.0.1",
                         "--port",

@@ -31,6 +31,7 @@ from pipeline import flows
 from pipeline.config import Settings
 from pipeline.errors import CorruptDocumentError
 from pipeline.ingest import IngestedDocument, ingest
+from pipeline.prefect_home import SERVER_APP
 from tests import flow_support
 from tests.pdf_factory import build_pdf, policy_pages
 
@@ -410,6 +411,19 @@ def test_flow_runs_inside_one_runtime_share_its_settings_and_api_client(tmp_path
     assert outcome.report is not None
     assert len({client for client, _ in seen}) == 1  # one client: Prefect built a new one (and TLS) for every run
     assert {heartbeat for _, heartbeat in seen} == {None}
+    # the embedded server serves Prefect's app wrapped by pipeline.embedded_server
+    assert any(SERVER_APP.encode() in command for command in process_commands())
+
+
+def process_commands() -> list[list[bytes]]:
+    """The command line of every process (Linux)."""
+    commands = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            commands.append(path.read_bytes().split(b"\0"))
+        except OSError:  # ended meanwhile
+            continue
+    return commands
 
 
 def test_serve_deployments_can_be_built(tmp_path: Path, settings: Settings) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
-from pipeline.prefect_home import DATABASE, LOCK, PREVIOUS, claim_home, use_default_home
+from pipeline.prefect_home import DATABASE, LOCK, PREVIOUS, SERVER_APP, claim_home, use_default_home
 
 
 def fill(path: Path, mb: float) -> None:
@@ -118,15 +118,17 @@ def test_a_server_left_by_a_killed_run_is_stopped_when_the_home_is_next_claimed(
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT__SERVER_EPHEMERAL": "1"}
     sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
     # Stand-ins with the embedded server's command line: one for this home, one for another home.
-    ours = subprocess.Popen([*sleeper, "prefect.server.api.server:create_app"], env=env)
+    ours = subprocess.Popen([*sleeper, SERVER_APP], env=env)
+    # one started by an earlier version of the tool, with Prefect's own app
+    older = subprocess.Popen([*sleeper, "prefect.server.api.server:create_app"], env=env)
     other_env = {**env, "PREFECT_HOME": str(tmp_path / "elsewhere")}
-    theirs = subprocess.Popen([*sleeper, "prefect.server.api.server:create_app"], env=other_env)
+    theirs = subprocess.Popen([*sleeper, SERVER_APP], env=other_env)
     try:
         lock, _ = claim_home(home, 0)
         lock.close()
-        assert ours.wait(timeout=20) != 0  # terminated
+        assert ours.wait(timeout=20) != 0 and older.wait(timeout=20) != 0  # terminated
         assert theirs.poll() is None  # another home's server is none of our business
     finally:
-        for proc in (ours, theirs):
+        for proc in (ours, older, theirs):
             proc.kill()
             proc.wait()
