@@ -455,11 +455,11 @@ async def reopen_review(request: Request, submission_id: int) -> Response:
 @router.get("/submissions/{submission_id}/export.{fmt}", include_in_schema=False)
 def export(request: Request, submission_id: int, fmt: str) -> Response:
     """The review as CSV or XLSX: machine suggestion, human decision, reason, evidence, sign-off."""
-    if fmt not in ("csv", "xlsx"):
-        raise HTTPException(status_code=404)
     state = state_of(request)
     with state.sessions() as db:
-        user = _user(request, db)
+        user = _user(request, db)  # first: a visitor who is not signed in learns nothing, not even a 404
+        if fmt not in ("csv", "xlsx"):
+            raise HTTPException(status_code=404)
         submission = _submission(db, submission_id)
         rows = export_rows(db, submission)
         if fmt == "csv":

@@ -64,6 +64,7 @@ def _admin(web: WebApp) -> TestClient:
         "/review/submissions/1/indicators/CONF-01",
         "/review/users",
         "/review/submissions/1/export.csv",
+        "/review/submissions/1/export.pdf",  # an unknown format too: sign-in comes before any other answer
         "/review/submissions/1/map",
     ],
 )
@@ -248,10 +249,11 @@ def test_choosing_the_machine_status_counts_as_accepting(web: WebApp, imported: 
     assert last is not None and last.action == "accept" and last.reason == ""
 
 
-def test_unknown_indicator_is_404(web: WebApp, imported: dict[str, int]) -> None:
+def test_unknown_indicator_submission_or_export_format_is_404(web: WebApp, imported: dict[str, int]) -> None:
     client = _assessor(web)
     assert client.get(f"/review/submissions/{imported['hartwell']}/indicators/NOPE-99").status_code == 404
     assert client.get("/review/submissions/99999").status_code == 404
+    assert client.get(f"/review/submissions/{imported['hartwell']}/export.pdf").status_code == 404
 
 
 def test_sign_off_needs_every_decision_then_locks(web: WebApp, imported: dict[str, int]) -> None:
