@@ -144,10 +144,9 @@ def detach_embedded_server() -> None:
 def _detached_server_class() -> type[Any]:
     # Defined on first use: this module is imported before Prefect's environment is decided, so it must not
     # import Prefect at the top.
+    import prefect
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_HOME, get_current_settings
-
-    import pipeline
 
     class DetachedServer(SubprocessASGIServer):
         """Prefect's embedded server, started in its own session with its output in ``server.log``."""
@@ -155,8 +154,8 @@ def _detached_server_class() -> type[Any]:
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
             log_path = server_log_path(Path(PREFECT_HOME.value()))
             # The command and environment are Prefect 3.8's own (prefect.server.api.server) but for the app,
-            # Prefect's wrapped (pipeline.embedded_server), so the server behaves as Prefect's would; a leftover
-            # one is recognised by _stop_orphaned_servers.
+            # Prefect's wrapped (pipeline.embedded_server, importable where the tool is installed), so the server
+            # behaves as Prefect's would; a leftover one is recognised by _stop_orphaned_servers.
             with open(log_path, "ab") as log:
                 return subprocess.Popen(
                     args=[
@@ -164,7 +163,7 @@ def _detached_server_class() -> type[Any]:
                         "-m",
                         "uvicorn",
                         "--app-dir",
-                        str(Path(pipeline.__file__).resolve().parent.parent),
+                        str(prefect.__module_path__.parent),
                         "--factory",
                         SERVER_APP,
                         "--host",
