@@ -218,3 +218,52 @@ def test_measuring_a_damaged_pdf_logs_nothing(caplog: pytest.LogCaptureFixture) 
     damaged = data[:at] + b"startxref\n999999\n%%EOF\n"  # pypdf warns of the wrong pointer and repairs it
     assert read_pdf(damaged, SETTINGS).text == TEXT
     assert not [r for r in caplog.records if r.name.startswith("pypdf")]
+
+
+def _form(body: bytes, resources: bytes = b"") -> bytes:
+    extra = b"/Filter /FlateDecode /Type /XObject /Subtype /Form /BBox [0 0 595 842]"
+    return stream(deflate([body]), extra + (b" /Resources " + resources if resources else b""))
+
+
+def test_a_form_is_counted_each_time_it_is_drawn() -> None:
+    """PDFium parses a form again for every draw: a 480 KB file drawing a 2 MB form 2,000 times grew past 20 GB."""
+    form = b"".join(repeated(PATHS, 0.1))  # about 0.1 MB of path operators
+
+    def drawing(times: int) -> bytes:
+        page = PAGE_TEXT + b"q /Fm0 Do Q\n" * times
+        return pages_pdf([stream(page)], resources=b"/XObject << /Fm0 6 0 R >>", extra=[_form(form)])
+
+    assert read_pdf(drawing(10), SETTINGS).text == TEXT  # about 1 MB drawn
+    with pytest.raises(DocumentTooLargeError, match=PAGE_BOMB):
+        read_pdf(drawing(100), SETTINGS)  # about 10 MB drawn from a file of a few kilobytes
+
+
+def test_forms_drawn_by_forms_are_counted_for_every_draw() -> None:
+    inner = b"".join(repeated(PATHS, 0.01))  # about 10 KB
+
+    def nested(outer_draws: int) -> bytes:
+        outer = _form(b"/Fm1 Do\n" * 30, b"<< /XObject << /Fm1 7 0 R >> >>")  # object 6 draws the inner 30 times
+        page = PAGE_TEXT + b"/Fm0 Do\n" * outer_draws
+        return pages_pdf([stream(page)], resources=b"/XObject << /Fm0 6 0 R >>", extra=[outer, _form(inner)])
+
+    assert read_pdf(nested(2), SETTINGS).text == TEXT  # 60 draws: 0.6 MB
+    with pytest.raises(DocumentTooLargeError, match=PAGE_BOMB):
+        read_pdf(nested(30), SETTINGS)  # 900 draws: 9 MB
+
+
+def test_a_form_that_draws_itself_is_counted_once() -> None:
+    looping = _form(b"/Fm0 Do\n", b"<< /XObject << /Fm0 6 0 R >> >>")
+    data = pages_pdf([stream(PAGE_TEXT + b"/Fm0 Do\n")], resources=b"/XObject << /Fm0 6 0 R >>", extra=[looping])
+    assert read_pdf(data, SETTINGS).text == TEXT
+
+
+def test_draws_split_between_inflated_chunks_are_counted_once() -> None:
+    from collections import Counter
+
+    from pipeline.extract.pdf_content import _decoded_size
+
+    # the first inflated chunk is 1 MiB: end it inside the second operator's name
+    body = b" " * (MB - 12) + b"/Fm0 Do\n/Fm1 Do\n" + b"/Fm0 Do\n"
+    draws: Counter[bytes] = Counter()
+    assert _decoded_size(deflate([body]), ["/FlateDecode"], 10 * MB, draws) == len(body)
+    assert draws == Counter({b"Fm0": 2, b"Fm1": 1})
