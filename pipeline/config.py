@@ -92,8 +92,9 @@ class Settings:
     # 50,000 paragraphs (450,000 words) was still screening after 15 minutes.
     max_document_words: int = 250_000
     max_uncompressed_mb: float = 200.0  # DOCX / ZIP members, against zip bombs
-    # A PDF page's drawing instructions once inflated, and all pages' together, against PDF decompression bombs
-    # (PDFium inflates them whole; see pipeline.extract.pdf_content). Real policy pages hold 5-20 KB.
+    # A PDF page's drawing instructions once inflated (a form as often as it is drawn), and all pages' together,
+    # against PDF decompression bombs (PDFium inflates them whole; see pipeline.extract.pdf_content). Real policy
+    # pages hold 5-20 KB.
     max_pdf_page_content_mb: float = 8.0
     max_pdf_content_mb: float = 256.0
     max_zip_members: int = 2000
