@@ -25,11 +25,13 @@ from pipeline.errors import (
 from pipeline.extract import extract
 from pipeline.extract.pdf import read_pdf
 from tests.pdf_factory import (
+    HELVETICA,
     PAGE_TEXT,
     PATHS,
     deflate,
     inflating_pdf,
     pages_pdf,
+    raw_pdf,
     repeated,
     stream,
 )
@@ -267,3 +269,26 @@ def test_draws_split_between_inflated_chunks_are_counted_once() -> None:
     draws: Counter[bytes] = Counter()
     assert _decoded_size(deflate([body]), ["/FlateDecode"], 10 * MB, draws) == len(body)
     assert draws == Counter({b"Fm0": 2, b"Fm1": 1})
+
+
+def test_bomb_in_a_type3_font_glyph_is_refused() -> None:
+    """PDFium parses a Type 3 glyph's drawing procedure: a 400 KB file with one 200 MB glyph took 4.3 GB."""
+
+    def type3(megabytes: float) -> bytes:
+        glyph = stream(deflate([b"0 0 0 0 1000 1000 d1\n", *repeated(PATHS, megabytes)]), b"/Filter /FlateDecode")
+        font = (
+            b"<< /Type /Font /Subtype /Type3 /FontBBox [0 0 1000 1000] /FontMatrix [0.001 0 0 0.001 0 0] "
+            b"/CharProcs << /a 7 0 R >> /Encoding << /Type /Encoding /Differences [97 /a] >> "
+            b"/FirstChar 97 /LastChar 97 /Widths [1000] >>"
+        )
+        content = stream(PAGE_TEXT + b"BT /T3 12 Tf 72 700 Td (aaaa) Tj ET\n")
+        page = (
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 5 0 R "
+            b"/Resources << /Font << /F1 3 0 R /T3 6 0 R >> >> >>"
+        )
+        catalog, pages = b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>"
+        return raw_pdf([catalog, pages, HELVETICA, page, content, font, glyph])
+
+    assert read_pdf(type3(0.5), SETTINGS).text.startswith(TEXT)
+    with pytest.raises(DocumentTooLargeError, match=PAGE_BOMB):
+        read_pdf(type3(12), SETTINGS)
