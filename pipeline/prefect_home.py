@@ -100,7 +100,7 @@ def _stop_orphaned_servers(home: Path) -> list[int]:
     stopped = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            if not set(_SERVER_APPS) & set((entry / "cmdline").read_bytes().split(b"\0")):
+            if set(_SERVER_APPS).isdisjoint((entry / "cmdline").read_bytes().split(b"\0")):
                 continue
             environ = (entry / "environ").read_bytes().split(b"\0")
             if all(mark in environ for mark in marks):

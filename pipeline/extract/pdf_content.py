@@ -144,7 +144,7 @@ class _Measure:
     def drawing(self, draws: Counter[bytes], resources: Any, forms_above: frozenset[tuple[int, int]]) -> int:
         """Bytes parsed to draw ``draws`` (names in ``resources``' XObjects), forms in forms included; a form
         drawing itself (``forms_above``) adds nothing, as PDFium refuses that recursion."""
-        from pypdf.generic import DictionaryObject, StreamObject
+        from pypdf.generic import DictionaryObject
 
         xobjects = _entry(resources, "/XObject")
         if not isinstance(xobjects, DictionaryObject):
@@ -152,8 +152,8 @@ class _Measure:
         total = 0
         for name, times in draws.items():
             key, form = _resolve(xobjects.get("/" + name.decode("latin-1")))
-            if not isinstance(form, StreamObject) or _entry(form, "/Subtype") != "/Form" or key in forms_above:
-                continue  # images are not decoded to read text
+            if not _is_form(form) or key in forms_above:
+                continue
             total += times * self.form(key, form, resources, forms_above)
             if total > self.limit:
                 return self.limit + 1
@@ -177,16 +177,10 @@ class _Measure:
 def _page_size(page: Any, measure: _Measure) -> int:
     """Bytes of drawing instructions PDFium parses for a page: its contents and each form as often as they
     draw it, plus once every other stream it may parse (forms named but not seen drawn, Type 3 glyphs)."""
-    from pypdf.generic import ArrayObject, StreamObject
-
-    contents = page.get("/Contents")
-    listed = _resolve(contents)[1]
     size = 0
-    for ref in listed if isinstance(listed, ArrayObject) else [contents]:
-        key, stream = _resolve(ref)
-        if isinstance(stream, StreamObject):
-            own = measure.stream(key, stream)
-            size += own.size + measure.drawing(own.draws, _entry(page, "/Resources"), frozenset())
+    for key, stream in _contents(page):
+        own = measure.stream(key, stream)
+        size += own.size + measure.drawing(own.draws, _entry(page, "/Resources"), frozenset())
     drawn = set(measure.visited)
     size += sum(measure.stream(key, stream).size for key, stream in _page_streams(page) if key not in drawn)
     return min(size, measure.limit + 1)
@@ -199,16 +193,11 @@ def _page_streams(page: Any) -> Iterator[tuple[tuple[int, int] | None, Any]]:
     page draws them), and the glyph procedures of its Type 3 fonts (PDFium parses each glyph once per font).
     Measured before the glyphs were counted: a 400 KB file with one 200 MB glyph took 15 s and 4.3 GB to read.
     """
-    from pypdf.generic import ArrayObject, DictionaryObject, StreamObject
+    from pypdf.generic import DictionaryObject, StreamObject
 
     seen: set[tuple[int, int]] = set()
-    contents = page.get("/Contents")
-    listed = _resolve(contents)[1]
-    for ref in listed if isinstance(listed, ArrayObject) else [contents]:
-        key, stream = _resolve(ref)
-        if isinstance(stream, StreamObject) and (key is None or key not in seen):
-            if key is not None:
-                seen.add(key)
+    for key, stream in _contents(page):
+        if _first_time(key, seen):
             yield key, stream
     pending = [_entry(page, "/Resources")]
     while pending:
@@ -218,31 +207,49 @@ def _page_streams(page: Any) -> Iterator[tuple[tuple[int, int] | None, Any]]:
             key, font = _resolve(ref)
             if not isinstance(font, DictionaryObject) or _entry(font, "/Subtype") != "/Type3":
                 continue
-            if key is not None:
-                if key in seen:
-                    continue
-                seen.add(key)
+            if not _first_time(key, seen):
+                continue
             procs = _entry(font, "/CharProcs")
             for proc_ref in list(procs.values()) if isinstance(procs, DictionaryObject) else []:
                 proc_key, proc = _resolve(proc_ref)
-                if isinstance(proc, StreamObject) and (proc_key is None or proc_key not in seen):
-                    if proc_key is not None:
-                        seen.add(proc_key)
+                if isinstance(proc, StreamObject) and _first_time(proc_key, seen):
                     yield proc_key, proc
             pending.append(_entry(font, "/Resources"))
         xobjects = _entry(resources, "/XObject")
-        if not isinstance(xobjects, DictionaryObject):
-            continue
-        for ref in list(xobjects.values()):
+        for ref in list(xobjects.values()) if isinstance(xobjects, DictionaryObject) else []:
             key, form = _resolve(ref)
-            if not isinstance(form, StreamObject) or _entry(form, "/Subtype") != "/Form":
-                continue  # images are not decoded to read text
-            if key is not None:
-                if key in seen:
-                    continue
-                seen.add(key)
-            yield key, form
-            pending.append(_entry(form, "/Resources"))
+            if _is_form(form) and _first_time(key, seen):
+                yield key, form
+                pending.append(_entry(form, "/Resources"))
+
+
+def _contents(page: Any) -> Iterator[tuple[tuple[int, int] | None, Any]]:
+    """A page's content streams (one, or an array of them) with their object numbers."""
+    from pypdf.generic import ArrayObject, StreamObject
+
+    contents = page.get("/Contents")
+    listed = _resolve(contents)[1]
+    for ref in listed if isinstance(listed, ArrayObject) else [contents]:
+        key, stream = _resolve(ref)
+        if isinstance(stream, StreamObject):
+            yield key, stream
+
+
+def _is_form(value: Any) -> bool:
+    """Whether a resolved XObject is a form (drawing instructions), not an image (never decoded to read text)."""
+    from pypdf.generic import StreamObject
+
+    return isinstance(value, StreamObject) and _entry(value, "/Subtype") == "/Form"
+
+
+def _first_time(key: tuple[int, int] | None, seen: set[tuple[int, int]]) -> bool:
+    """True the first time an object number is met, and always for a direct value (it has none)."""
+    if key is None:
+        return True
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 def _resolve(value: Any) -> tuple[tuple[int, int] | None, Any]:
